@@ -1,0 +1,1 @@
+"""VQToken for Transformers (placeholder, filled in below)."""

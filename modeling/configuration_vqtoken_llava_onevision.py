@@ -27,7 +27,7 @@ class VQTokenLlavaOnevisionConfig(LlavaOnevisionConfig):
         candidate at the point of largest second difference; `"silhouette"`: the candidate with the best mean cosine
         silhouette.
     vqtoken_min_clusters (`int`, *optional*, defaults to 12):
-        Smallest candidate `K` of the adaptive selection methods.
+        Smallest candidate `K` of the adaptive selection methods (unused by `"fixed"`).
     vqtoken_max_clusters (`int`, *optional*, defaults to 32):
         `K` of `"fixed"`, and the largest candidate of the adaptive methods.
     vqtoken_spatial_pool (`bool`, *optional*, defaults to `False`):
@@ -84,12 +84,12 @@ class VQTokenLlavaOnevisionConfig(LlavaOnevisionConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if self.vqtoken_min_clusters > self.vqtoken_max_clusters:
+        adaptive = self.vqtoken_selection_method != "fixed"
+        if adaptive and self.vqtoken_min_clusters > self.vqtoken_max_clusters:
             raise ValueError(
                 f"`vqtoken_min_clusters` ({self.vqtoken_min_clusters}) must not exceed `vqtoken_max_clusters` "
-                f"({self.vqtoken_max_clusters})."
+                f"({self.vqtoken_max_clusters}) with `vqtoken_selection_method={self.vqtoken_selection_method!r}`."
             )
-        adaptive = self.vqtoken_selection_method != "fixed"
         if adaptive and self.vqtoken_max_clusters - self.vqtoken_min_clusters < 2:
             raise ValueError(
                 f"`vqtoken_selection_method={self.vqtoken_selection_method!r}` needs at least three candidate K: "
@@ -121,3 +121,5 @@ class VQTokenLlavaOnevisionConfig(LlavaOnevisionConfig):
 
 
 __all__ = ["VQTokenLlavaOnevisionConfig"]
+
+VQTokenLlavaOnevisionConfig.register_for_auto_class()

@@ -151,24 +151,44 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             seed=self.config.vqtoken_seed,
             backend=self.config.vqtoken_kmeans_backend,
         )
-        codebooks, index_maps, video_tokens = [], [], []
-        for video in range(num_videos):
-            num_clusters = int(quantization.num_clusters[video])
-            codebook = quantization.codebooks[video, :num_clusters].to(frame_features.dtype)
-            index_map = quantization.index_maps[video].view(num_frames, tokens_per_frame)
+        codebooks = [
+            quantization.codebooks[video, : int(quantization.num_clusters[video])].to(frame_features.dtype)
+            for video in range(num_videos)
+        ]
+        index_maps = list(quantization.index_maps.view(num_videos, num_frames, tokens_per_frame))
+        return self.video_outputs_from_codebooks(codebooks, index_maps)
+
+    def video_outputs_from_codebooks(
+        self, codebooks: list[torch.Tensor], index_maps: list[torch.Tensor]
+    ) -> VQTokenVideoOutput:
+        """
+        The tokens the language model reads for videos already quantized (freshly, or read back from a cache).
+
+        Args:
+            codebooks (`list[torch.Tensor]`, one per video, of shape `(num_clusters_i, hidden_size)`)
+            index_maps (`list[torch.LongTensor]`, one per video, of shape `(num_frames_i, tokens_per_frame)`)
+
+        Returns:
+            [`VQTokenVideoOutput`]: per video `codebook + newline` (`"centroids"`) or
+            `VQ-Attention(index_map, codebook) + newline` (`"attention"`).
+        """
+        if self.config.vqtoken_mode == "off":
+            raise ValueError("`vqtoken_mode='off'` does not use codebooks: set 'centroids' or 'attention'.")
+        dtype = self.image_newline.dtype
+        video_tokens = []
+        for codebook, index_map in zip(codebooks, index_maps, strict=True):
+            codebook = codebook.to(self.image_newline.device, dtype)
+            index_map = index_map.to(self.image_newline.device)
             if self.config.vqtoken_mode == "attention":
                 tokens = self.vq_attention(index_map, codebook)
             else:
                 tokens = codebook
-            newline = self.image_newline[None, :].to(tokens.device, tokens.dtype)
-            codebooks.append(codebook)
-            index_maps.append(index_map)
-            video_tokens.append(torch.cat([tokens, newline], dim=0))
+            video_tokens.append(torch.cat([tokens, self.image_newline[None, :].to(tokens.dtype)], dim=0))
         return VQTokenVideoOutput(
             pooler_output=video_tokens,
-            codebooks=codebooks,
-            index_maps=index_maps,
-            num_clusters=quantization.num_clusters,
+            codebooks=list(codebooks),
+            index_maps=list(index_maps),
+            num_clusters=torch.tensor([codebook.shape[0] for codebook in codebooks]),
         )
 
     def forward(

@@ -20,6 +20,7 @@ from video_fixtures import (
     truncate_copy,
     write_audio_only,
     write_test_video,
+    write_video_with_longer_audio,
 )
 
 
@@ -78,6 +79,14 @@ def test_short_clip_repeats_frames(tmp_path):
     video = load_video(path, num_frames=8)
     assert video.indices == expected_uniform(5, 8) == [0, 1, 1, 2, 2, 3, 3, 4]
     assert recover_indices(video.frames, 5) == video.indices
+
+
+def test_single_frame_video(tmp_path):
+    path = write_test_video(tmp_path / "one.mp4", index_colors(1, 16, 16), fps=5)
+    video = load_video(path, num_frames=3)
+    assert video.indices == [0, 0, 0] and video.timestamps == [0.0, 0.0, 0.0]
+    assert video.duration == pytest.approx(0.2)
+    assert load_video(path, fps=1).indices == [0]
 
 
 def test_uniform_indices_helper():
@@ -267,6 +276,17 @@ def test_sampling_policy_errors(indexed_mp4):
         load_video(index_colors(4, 2, 2), fps=1)
     with pytest.raises(ValueError, match="arrays only"):
         load_video(indexed_mp4, source_fps=30)
+
+
+def test_longer_audio_track_is_not_mistaken_for_missing_video(tmp_path):
+    path = write_video_with_longer_audio(tmp_path / "av.mkv", index_colors(10, 16, 16), fps=10, audio_seconds=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        video = load_video(path, num_frames=4)
+    assert video.indices == [0, 3, 6, 9]
+    assert recover_indices(video.frames, 10) == [0, 3, 6, 9]
+    assert video.num_source_frames == 10
+    assert video.duration == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- errors

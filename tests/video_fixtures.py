@@ -105,6 +105,27 @@ def write_audio_only(path: str | Path, codec: str = "mp2", seconds: float = 0.5)
     return path
 
 
+def write_video_with_longer_audio(path: str | Path, frames: np.ndarray, fps: int, audio_seconds: float) -> Path:
+    """Matroska file with an mpeg4 video stream and a silent mp2 track lasting ``audio_seconds``."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.height, video.width = frames.shape[1], frames.shape[2]
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("mp2", rate=44100)
+        audio.layout = "mono"
+        for array in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")))
+        container.mux(video.encode())
+        for start in range(0, int(audio_seconds * 44100), 1152):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+            frame.sample_rate = 44100
+            frame.pts = start
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    return path
+
+
 def truncate_copy(source: str | Path, target: str | Path, fraction: float) -> Path:
     """Copy the first ``fraction`` of ``source``'s bytes to ``target``."""
     data = Path(source).read_bytes()

@@ -117,7 +117,7 @@ def fps_indices(frame_times: Sequence[float], duration: float, fps: float) -> li
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     num_targets = max(1, math.ceil(duration * fps - 1e-9))
-    available_end = _frames_end(frame_times, duration)
+    available_end = _frames_end(frame_times, duration, duration)
     picked: list[int] = []
     for k in range(num_targets):
         target = k / fps
@@ -130,13 +130,19 @@ def fps_indices(frame_times: Sequence[float], duration: float, fps: float) -> li
     return picked
 
 
-def _frames_end(frame_times: Sequence[float], duration: float) -> float:
-    """End of the display interval of the last available frame (seconds)."""
+def _frames_end(frame_times: Sequence[float], duration: float, single_frame_period: float) -> float:
+    """End (seconds) of the display interval of the last frame in ``frame_times``.
+
+    The last frame lasts the average spacing of the frames (``single_frame_period`` when
+    there is only one), capped at ``duration``.
+    """
+    if not frame_times:
+        return 0.0
     if len(frame_times) >= 2:
         period = (frame_times[-1] - frame_times[0]) / (len(frame_times) - 1)
     else:
-        period = duration
-    return min(duration, frame_times[-1] + period) if frame_times else 0.0
+        period = single_frame_period
+    return min(duration, frame_times[-1] + period)
 
 
 def _check_policy(num_frames: int | None, fps: float | None) -> int | None:
@@ -341,9 +347,22 @@ def _average_rate(stream) -> float | None:
 
 
 def _declared_duration(container, stream) -> float | None:
+    """Length of the video stream (seconds) according to the container, if it says.
+
+    Order: the stream's own duration (MP4, AVI); Matroska's per-track ``DURATION`` tag
+    (``HH:MM:SS.fraction``); the container duration, only when the video is the sole
+    stream (otherwise a longer audio track would be mistaken for missing video).
+    """
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    if container.duration:
+    tag = stream.metadata.get("DURATION")
+    if tag:
+        try:
+            hours, minutes, seconds = tag.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        except ValueError:
+            logger.debug("ignoring unparsable DURATION tag %r", tag)
+    if container.duration and len(container.streams) == 1:
         return container.duration / av.time_base
     return None
 
@@ -401,7 +420,7 @@ def _load_file(
         detail = f": {index.broken}" if index.broken else ""
         raise VideoDecodeError(f"{name} has no decodable video frame{detail}")
 
-    indexed_end = _frames_end(index.frame_times, math.inf)
+    indexed_end = _frames_end(index.frame_times, math.inf, 1.0 / rate if rate else 1.0)
     if rate is None:
         rate = available / indexed_end if indexed_end > 0 else None
     # A cut-off file still declares its full length in the header; when the packets fall
@@ -410,7 +429,7 @@ def _load_file(
     duration = indexed_end
     if declared_frames > index.num_packets:
         total = available + (declared_frames - index.num_packets)
-    elif declared_duration and rate and declared_duration * rate > available + 1.5:
+    elif declared_duration and rate and declared_duration * rate > 1.01 * available + 1.5:
         total = int(round(declared_duration * rate))
     truncated = total > available or index.broken is not None
     if total > available:
@@ -437,7 +456,12 @@ def _load_file(
             first_key = index.keys[0]
             try:
                 for ordinal, frame in enumerate(container.decode(stream)):
-                    key = frame.pts if index.has_pts and frame.pts is not None else ordinal
+                    if not index.has_pts:
+                        key = ordinal
+                    elif frame.pts is not None:
+                        key = frame.pts
+                    else:  # rare: the decoder lost the timestamp; assume presentation order
+                        key = index.keys[min(ordinal, available - 1)]
                     # Every sampled slot whose target key has been reached takes this frame:
                     # normally the exact frame; the next one if the decoder dropped it.
                     hits = 0
@@ -461,6 +485,13 @@ def _load_file(
             except av.error.FFmpegError as error:
                 decode_error = _describe(error)
 
+    if index.broken is not None and total == available:
+        warnings.warn(
+            f"{name}: reading packets failed after {available} frames ({index.broken}); "
+            "sampled from those frames only",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     recovered = len(kept)
     if recovered == 0:
         problem = decode_error or index.broken or "the decoder returned no frames"

@@ -140,6 +140,19 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
                 **kwargs,
             )
         frame_features = self.get_frame_features(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)
+        return self.quantize_frame_features(frame_features)
+
+    def quantize_frame_features(self, frame_features: torch.Tensor) -> VQTokenVideoOutput:
+        """
+        Clusters each video's tokens with the configured selection method and builds the tokens of the current mode.
+
+        Args:
+            frame_features (`torch.Tensor` of shape `(num_videos, num_frames, tokens_per_frame, hidden_size)`): the
+                output of [`~VQTokenLlavaOnevisionModel.get_frame_features`].
+
+        Returns:
+            [`VQTokenVideoOutput`].
+        """
         num_videos, num_frames, tokens_per_frame, hidden_size = frame_features.shape
         quantization = quantize_video_tokens(
             frame_features.reshape(num_videos, num_frames * tokens_per_frame, hidden_size),

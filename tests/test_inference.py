@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import torch
+
+from helpers import random_clip
+from vqtoken.inference import ask_video, ask_videos, video_prompt
+
+
+def test_ask_reports_token_counts_and_every_stage(build_model):
+    model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
+    result = ask_video(model, processor, random_clip(0, num_frames=4), "what colour is the square ?", num_frames=4,
+                       max_new_tokens=3, min_new_tokens=3)
+    assert result.num_frames == 4
+    assert result.visual_tokens_stock == 4 * 4 + 1  # 4 x 4 patches pooled to 2 x 2, plus the newline
+    assert result.visual_tokens_clustered == 4 * 16
+    assert result.visual_tokens == max(4, 5) + 1 and result.num_clusters == 5
+    assert list(result.timings) == ["decode", "preprocess", "vision", "clustering", "prefill", "generation"]
+    assert all(seconds >= 0 for seconds in result.timings.values())
+    # the same greedy answer as plain generate
+    inputs = processor(text=[video_prompt(processor, "what colour is the square ?")], videos=[random_clip(0)],
+                       return_tensors="pt")
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert result.answer == processor.decode(output[0, -3:], skip_special_tokens=True).strip()
+
+
+def test_batched_ask_matches_asking_alone(build_model):
+    model, processor = build_model(vqtoken_mode="centroids", vqtoken_selection_method="silhouette",
+                                   vqtoken_min_clusters=2, vqtoken_max_clusters=8)
+    clips = [random_clip(1), random_clip(2)]
+    questions = ["what colour is the square ?", "how many objects are there ?"]
+    batch = ask_videos(model, processor, clips, questions, num_frames=4, max_new_tokens=4, min_new_tokens=4)
+    for clip, question, batched in zip(clips, questions, batch):
+        alone = ask_video(model, processor, clip, question, num_frames=4, max_new_tokens=4, min_new_tokens=4)
+        assert (alone.answer, alone.num_clusters, alone.visual_tokens) == (
+            batched.answer, batched.num_clusters, batched.visual_tokens)
+
+
+def test_demo_command_runs_offline_and_labels_random_weights():
+    result = subprocess.run([sys.executable, "-m", "vqtoken.cli", "demo", "--frames", "8", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["num_frames"] == 8
+    assert report["visual_tokens_clustered"] == 8 * 64
+    assert 12 <= report["num_clusters"] <= 32
+    assert report["visual_tokens"] == max(8, report["num_clusters"]) + 1
+    text = subprocess.run([sys.executable, "-m", "vqtoken.cli", "demo", "--frames", "8"], capture_output=True,
+                          text=True, timeout=300)
+    assert "RANDOM weights" in text.stdout and "->" in text.stdout

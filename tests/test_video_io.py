@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from vqtoken import video_io
+from vqtoken.modeling import video_io
 from vqtoken.synthetic import make_moving_square_clip, write_clip
 from vqtoken.video_io import DecodedVideo, VideoDecodeError, load_video, uniform_indices
 

@@ -6,15 +6,17 @@ every cluster, for a batch of videos of different lengths in one launch.
 The step is memory-bound (a video's tokens are read, the N x K similarity matrix is tiny per token), so it is organised
 to read the tokens as few times as possible and to keep everything else on chip:
 
-1. `_assign_accumulate_kernel`, grid `(batch, num_splits)`: each program owns a contiguous segment of one video's tokens.
+1. `_assign_accumulate_kernel`, grid `(batch, num_splits)`: each program owns a contiguous segment of one video's
+   tokens.
    - phase 1, per block of `BLOCK_N` tokens: the dot products with every (padded, masked) centroid are accumulated over
      `BLOCK_D` slices of the feature dimension into a `[BLOCK_N, BLOCK_K]` register tile, the arg-max is taken there
      (lowest index on ties, like `torch.argmax`) and only the int64 label is written; the similarity matrix never
      reaches memory. Cluster counts accumulate in registers.
-   - phase 2, per `BLOCK_D` slice: the segment's tokens are read again (mostly from L2) and summed per cluster with a
-     one-hot product into a `[BLOCK_K, BLOCK_D]` fp32 register tile, written once to a per-program partial buffer.
-2. `_reduce_partials_kernel`, grid `(batch, num_clusters, cdiv(dim, BLOCK_D))`: sums the partial buffers over the splits
-   in a fixed order. No float atomics anywhere, so the sums have the same bits on every run.
+   - phase 2, per `BLOCK_D` slice: the segment's tokens are read a second time (from L2 when the segment fits; not
+     yet measured on a GPU) and summed per cluster with a one-hot product into a `[BLOCK_K, BLOCK_D]` fp32 register
+     tile, written once to a per-program partial buffer.
+2. `_reduce_partials_kernel`, grid `(batch, num_clusters, cdiv(dim, BLOCK_D))`: sums the partial buffers over the
+   splits in a fixed order. No float atomics anywhere, so the sums have the same bits on every run.
 
 The number of tokens of each video is read from an int32 `offsets` tensor on the device, so a new video length does
 not recompile anything, and nothing in a step synchronises with the host: a loop of steps can be captured in a CUDA
@@ -59,7 +61,8 @@ def _interpreting() -> bool:
 
 if _TRITON_AVAILABLE:
 
-    @triton.jit
+    # runtime sizes are not specialised (divisibility by 16, equality to 1): a new length never recompiles
+    @triton.jit(do_not_specialize=["num_clusters", "tokens_per_split", "num_splits"])
     def _assign_accumulate_kernel(
         tokens_ptr,  # [total_tokens, dim], fp32 / fp16 / bf16, row-major
         offsets_ptr,  # [batch + 1] int32: video b owns rows offsets[b] .. offsets[b + 1] - 1
@@ -112,7 +115,9 @@ if _TRITON_AVAILABLE:
                     mask=row_valid[:, None] & col_valid[None, :],
                     other=0.0,
                 )
-                c = tl.load(centroid_rows[:, None] + cols[None, :], mask=k_valid[:, None] & col_valid[None, :], other=0.0)
+                c = tl.load(
+                    centroid_rows[:, None] + cols[None, :], mask=k_valid[:, None] & col_valid[None, :], other=0.0
+                )
                 if DOT_IN_INPUT_DTYPE:
                     similarity = tl.dot(x, tl.trans(c.to(x.dtype)), similarity)
                 else:
@@ -153,7 +158,7 @@ if _TRITON_AVAILABLE:
                     sums = tl.dot(one_hot_t.to(tl.float32), x.to(tl.float32), sums, input_precision="ieee")
             tl.store(partial_rows[:, None] + cols[None, :], sums, mask=col_valid[None, :])
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["num_clusters", "num_splits"])
     def _reduce_partials_kernel(
         partial_sums_ptr,  # [batch, num_splits, BLOCK_K, dim] fp32
         partial_counts_ptr,  # [batch, num_splits, BLOCK_K] fp32

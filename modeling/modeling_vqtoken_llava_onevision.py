@@ -379,6 +379,28 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         return self.model.align_video_placeholders(*args, **kwargs)
 
     @torch.no_grad()
+    def encode_videos(self, pixel_values_videos: torch.Tensor, **kwargs) -> VQTokenVideoOutput:
+        """
+        Encodes videos once, for asking them many questions: vision tower, projector and clustering, without the
+        language model. Pass the result to `generate(video_outputs=...)`, or store its `codebooks` and `index_maps`
+        (the `vqtoken` package writes them to `.vqt` files) and rebuild the tokens later with
+        [`~VQTokenLlavaOnevisionModel.video_outputs_from_codebooks`].
+
+        Args:
+            pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
+            **kwargs: `vision_feature_layer`, `vision_feature_select_strategy` (default: the configuration's).
+
+        Returns:
+            [`VQTokenVideoOutput`] as [`~VQTokenLlavaOnevisionModel.get_video_features`] in mode `"centroids"` or
+            `"attention"`.
+        """
+        if self.config.vqtoken_mode == "off":
+            raise ValueError("`encode_videos` needs `vqtoken_mode` 'centroids' or 'attention', not 'off'.")
+        self.config.validate_vqtoken()
+        frame_features = self.model.get_frame_features(pixel_values_videos.to(self.dtype), **kwargs)
+        return self.model.quantize_frame_features(frame_features)
+
+    @torch.no_grad()
     def generate(
         self,
         input_ids: torch.LongTensor | None = None,

@@ -730,7 +730,8 @@ def convert_checkpoint(
         processor=processor,
         vision_tower=vision_description,
         dtype=str(target_dtype).replace("torch.", ""),
-        tensors_mapped=len({sources[k] for k in sources}),
+        # a tied lm_head.weight present in the source is checked equal to embed_tokens and written once
+        tensors_mapped=len(set(sources.values()) | ({SOURCE_LM_HEAD_KEY} & set(tensors))),
         source_tensors=len(tensors),
         parameters=parameters,
         tied_embeddings=bool(config.tie_word_embeddings),

@@ -145,6 +145,7 @@ def lloyd(
     max_iterations: int,
     tolerance: float,
     backend: str,
+    stop_early: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Lloyd iterations with the released update and stop rule, for every video of the batch at once. A video whose
@@ -157,6 +158,9 @@ def lloyd(
         max_iterations (`int`): iteration cap.
         tolerance (`float`): stop threshold on the Frobenius norm of the centroid shift.
         backend (`str`): `"torch"` or `"triton"`.
+        stop_early (`bool`): `True` leaves the loop once every video has converged, which reads a flag from the device
+            each iteration. `False` always runs `max_iterations` steps with no host synchronisation, so the loop can
+            be captured in a CUDA graph; frozen videos make the results equal.
 
     Returns:
         labels (`torch.LongTensor` of shape `(batch, num_tokens)`): assignment of the last iteration.
@@ -184,7 +188,7 @@ def lloyd(
         centroids = torch.where(active[:, None, None], new_centroids, centroids)
         num_iterations += active.long()
         converged |= shift < tolerance
-        if bool(converged.all()):
+        if stop_early and bool(converged.all()):
             break
     return labels, sums, counts, num_iterations
 

@@ -363,62 +363,9 @@ def triton_assign_and_accumulate(
     return labels.view(batch_size, num_tokens), sums, counts
 
 
-def lloyd_fixed_iterations(
-    tokens: torch.Tensor,
-    centroids: torch.Tensor,
-    cluster_mask: torch.Tensor,
-    num_iterations: int,
-    tolerance: float,
-    step=None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """
-    Lloyd iterations with the released update and stop rule, like `vqtoken_kmeans.lloyd`, but with no host
-    synchronisation: it always runs `num_iterations` steps and keeps the per-video convergence flag on the device (a
-    converged video is frozen, exactly as in `lloyd`, so the results equal `lloyd`'s with `max_iterations =
-    num_iterations`). The whole loop can therefore be captured in a CUDA graph.
-
-    Args:
-        tokens (`torch.Tensor` of shape `(batch, num_tokens, dim)`), centroids (`torch.FloatTensor` of shape
-            `(batch, num_clusters, dim)`), cluster_mask (`torch.BoolTensor` of shape `(batch, num_clusters)`).
-        num_iterations (`int`): steps to run.
-        tolerance (`float`): a video whose centroid shift (Frobenius norm) falls below it is frozen.
-        step (*optional*): the assign-and-accumulate function; defaults to `triton_assign_and_accumulate`.
-
-    Returns:
-        labels (`torch.LongTensor` of shape `(batch, num_tokens)`), sums (`(batch, num_clusters, dim)` fp32), counts
-        (`(batch, num_clusters)` fp32), iterations (`torch.LongTensor` of shape `(batch,)`: steps each video ran),
-        converged (`torch.BoolTensor` of shape `(batch,)`).
-    """
-    if num_iterations < 1:
-        raise ValueError("num_iterations must be at least 1.")
-    step = triton_assign_and_accumulate if step is None else step
-    batch_size = tokens.shape[0]
-    centroids = centroids.float()
-    converged = torch.zeros(batch_size, dtype=torch.bool, device=tokens.device)
-    iterations = torch.zeros(batch_size, dtype=torch.long, device=tokens.device)
-    labels = sums = counts = None
-    for _ in range(num_iterations):
-        new_labels, new_sums, new_counts = step(tokens, centroids, cluster_mask)
-        means = new_sums / new_counts.clamp_min(1.0)[..., None]
-        new_centroids = torch.where(new_counts[..., None] > 0, means, centroids)
-        shift = torch.linalg.vector_norm((new_centroids - centroids).flatten(1), dim=-1)
-        active = ~converged
-        if labels is None:
-            labels, sums, counts = new_labels, new_sums, new_counts
-        else:
-            labels = torch.where(active[:, None], new_labels, labels)
-            sums = torch.where(active[:, None, None], new_sums, sums)
-            counts = torch.where(active[:, None], new_counts, counts)
-        centroids = torch.where(active[:, None, None], new_centroids, centroids)
-        iterations += active.long()
-        converged |= shift < tolerance
-    return labels, sums, counts, iterations, converged
-
-
 __all__ = [
     "MAX_CLUSTERS",
     "is_triton_available",
-    "lloyd_fixed_iterations",
     "triton_assign_and_accumulate",
     "triton_assign_and_accumulate_packed",
 ]

@@ -229,7 +229,7 @@ def _interpreter_checks():
     cluster_mask = torch.ones(2, 6, dtype=torch.bool)
     cluster_mask[0, 5] = False
     ref = torch_kmeans.lloyd(tokens, centroids, cluster_mask, 6, 1e-4, "torch")
-    ours = kernels.lloyd_fixed_iterations(tokens, centroids, cluster_mask, 6, 1e-4)
+    ours = torch_kmeans.lloyd(tokens, centroids, cluster_mask, 6, 1e-4, "triton", stop_early=False)
     results["lloyd"] = {
         "labels_equal": bool(torch.equal(ref[0], ours[0])),
         "sum_error": _relative_error(ours[1], ref[1]),
@@ -384,7 +384,7 @@ def test_gpu_packed_batch_no_host_sync_and_graph_capture():
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("the Triton interpreter is on in this process")
     from vqtoken.modeling.vqtoken_kmeans import assign_and_accumulate_torch, lloyd
-    from vqtoken.modeling.vqtoken_kmeans_triton import lloyd_fixed_iterations, triton_assign_and_accumulate_packed
+    from vqtoken.modeling.vqtoken_kmeans_triton import triton_assign_and_accumulate_packed
 
     generator = torch.Generator().manual_seed(1)
     lengths = [6272, 23328, 1000]
@@ -413,12 +413,12 @@ def test_gpu_packed_batch_no_host_sync_and_graph_capture():
     tokens = torch.stack([videos[1][:6272], videos[0]])
     init = centroids[:2, :32].contiguous()
     mask = cluster_mask[:2, :32].contiguous()
-    lloyd_fixed_iterations(tokens, init, mask, 3, 1e-4)  # warm up
+    lloyd(tokens, init, mask, 3, 1e-4, "triton", stop_early=False)  # warm up
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.stream(stream), torch.cuda.graph(graph):
-        captured = lloyd_fixed_iterations(tokens, init, mask, 5, 1e-4)
+        captured = lloyd(tokens, init, mask, 5, 1e-4, "triton", stop_early=False)
     graph.replay()
     torch.cuda.synchronize()
     ref = lloyd(tokens, init, mask, 5, 1e-4, "torch")

@@ -4,7 +4,7 @@ Side-by-side timing of the cosine K-means step and of a whole fit.
 
 Methods (each skipped with a note when it cannot run here):
 - `ours-triton`: the Triton kernels (CUDA only; the interpreter is not a timing target), step = one iteration of
-  the sync-free `lloyd_fixed_iterations`;
+  the sync-free `lloyd(..., stop_early=False)`;
 - `ours-torch`: the torch backend, step = one iteration of `lloyd` (as used by `quantize_video_tokens`);
 - `fast-pytorch-kmeans` (cosine mode, fp32 only), `flash-kmeans` (`batch_kmeans_Cosine`, CUDA), `faiss`
   (spherical K-means; faiss-cpu runs on the CPU even in a GPU run).
@@ -28,7 +28,7 @@ import time
 import torch
 
 from vqtoken.modeling.vqtoken_kmeans import kmeans_plus_plus, lloyd, quantize_video_tokens
-from vqtoken.modeling.vqtoken_kmeans_triton import is_triton_available, lloyd_fixed_iterations
+from vqtoken.modeling.vqtoken_kmeans_triton import is_triton_available
 
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _ours(backend, tokens, num_clusters, iterations, repeats):
     if backend == "triton":
 
         def steps(count):
-            return lloyd_fixed_iterations(unit, init, mask, count, -1.0)
+            return lloyd(unit, init, mask, count, -1.0, "triton", stop_early=False)
 
     else:
 

@@ -367,13 +367,26 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; the folder also maps `AutoModel`, `AutoModelForImageTextToText` and
-        `AutoModelForMultimodalLM` to this class for `trust_remote_code=True` loading."""
+        `AutoModelForMultimodalLM` to this class for `trust_remote_code=True` loading, and declares the
+        `video-text-to-text` pipeline (`custom_pipelines` in config.json; its file is copied with the model code, as a
+        relative import of this file)."""
+        from .pipeline_vqtoken_llava_onevision import CUSTOM_PIPELINES
+
         class_path = f"{self.__class__.__module__.split('.')[-1]}.{self.__class__.__name__}"
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         for auto_class in REMOTE_CODE_AUTO_CLASSES:
             auto_map[auto_class] = class_path
         self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # only in the saved file: an in-memory config with `custom_pipelines` would make `pipeline()` demand remote code
+        previous = getattr(self.config, "custom_pipelines", None)
+        self.config.custom_pipelines = {**(previous or {}), **CUSTOM_PIPELINES}
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is None:
+                del self.config.custom_pipelines
+            else:
+                self.config.custom_pipelines = previous
 
     def align_video_placeholders(self, *args, **kwargs):
         return self.model.align_video_placeholders(*args, **kwargs)

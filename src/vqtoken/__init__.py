@@ -13,6 +13,7 @@ from .modeling.modeling_vqtoken_llava_onevision import (
     VQTokenLlavaOnevisionModel,
     VQTokenVideoOutput,
 )
+from .modeling.pipeline_vqtoken_llava_onevision import VIDEO_PIPELINE_TASK, VQTokenVideoTextToTextPipeline
 from .modeling.processing_vqtoken_llava_onevision import VQTokenLlavaOnevisionProcessor
 from .modeling.vqtoken_kmeans import VideoQuantization, quantize_video_tokens
 
@@ -40,12 +41,27 @@ def _register_auto_classes():
 
 _register_auto_classes()
 
+
+def _register_pipeline():
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    PIPELINE_REGISTRY.register_pipeline(
+        VIDEO_PIPELINE_TASK,
+        pipeline_class=VQTokenVideoTextToTextPipeline,
+        pt_model=AutoModelForImageTextToText,
+        type="multimodal",
+    )
+
+
+_register_pipeline()
+
 __all__ = [
     "VQTokenLlavaOnevisionConfig",
     "VQTokenLlavaOnevisionForConditionalGeneration",
     "VQTokenLlavaOnevisionModel",
     "VQTokenLlavaOnevisionProcessor",
     "VQTokenVideoOutput",
+    "VQTokenVideoTextToTextPipeline",
     "VideoQuantization",
     "quantize_video_tokens",
 ]

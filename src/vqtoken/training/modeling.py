@@ -1,0 +1,235 @@
+"""
+Model side of training: loading the starting model, choosing the parts that train, and the module whose forward
+computes the loss of a batch (so that `accelerate` wraps one module: DDP, DeepSpeed and FSDP see every parameter used).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
+from ..modeling.modeling_vqtoken_llava_onevision import (
+    VQTokenLlavaOnevisionForConditionalGeneration,
+    VQTokenVideoOutput,
+)
+from ..modeling.processing_vqtoken_llava_onevision import VQTokenLlavaOnevisionProcessor
+from .config import PARTS, ModelArgs
+from .data import IGNORE_INDEX
+
+
+logger = logging.getLogger(__name__)
+
+TINY_DEFAULTS = {
+    "image_size": 32,
+    "patch_size": 8,
+    "hidden_size": 32,
+    "text_layers": 2,
+    "vision_hidden_size": 24,
+    "vision_layers": 2,
+    "seed": 0,
+}
+
+
+def tiny_model_config(tokenizer, tiny: dict | None = None, vqtoken: dict | None = None) -> VQTokenLlavaOnevisionConfig:
+    """A [`~vqtoken.tiny.tiny_config`] with the tower and language-model depth and widths of `tiny` (see
+    `TINY_DEFAULTS`)."""
+    from ..tiny import tiny_config
+
+    sizes = {**TINY_DEFAULTS, **(tiny or {})}
+    unknown = set(sizes) - set(TINY_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown keys {sorted(unknown)} in model.tiny; known: {sorted(TINY_DEFAULTS)}.")
+    config = tiny_config(
+        tokenizer,
+        image_size=sizes["image_size"],
+        patch_size=sizes["patch_size"],
+        hidden_size=sizes["hidden_size"],
+        **(vqtoken or {}),
+    )
+    vision = config.vision_config
+    vision.hidden_size = sizes["vision_hidden_size"]
+    vision.intermediate_size = 2 * sizes["vision_hidden_size"]
+    vision.num_hidden_layers = sizes["vision_layers"]
+    text = config.text_config
+    text.num_hidden_layers = sizes["text_layers"]
+    if getattr(text, "layer_types", None) is not None:
+        text.layer_types = ["full_attention"] * sizes["text_layers"]
+    config.validate_vqtoken()
+    return config
+
+
+def load_model_and_processor(args: ModelArgs):
+    """
+    The starting model and its processor.
+
+    - `"tiny"`: a small random model built offline (`args.tiny` sizes, tiny tokenizer).
+    - a VQToken folder / Hub id: loaded as saved, with the `args.vqtoken` fields overriding its configuration.
+    - a stock LLaVA-OneVision checkpoint: its weights in a VQToken model; the VQ-Attention starts from its
+      initialisation (logged).
+    """
+    from transformers import AutoConfig, AutoProcessor
+
+    vqtoken = dict(args.vqtoken or {})
+    if args.name_or_path == "tiny":
+        from ..tiny import tiny_processor, tiny_tokenizer
+
+        tokenizer = tiny_tokenizer()
+        config = tiny_model_config(tokenizer, args.tiny, vqtoken)
+        torch.manual_seed(int({**TINY_DEFAULTS, **(args.tiny or {})}["seed"]))
+        model = VQTokenLlavaOnevisionForConditionalGeneration(config)
+        return model, tiny_processor(config, tokenizer)
+
+    base_config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
+    if base_config.model_type == VQTokenLlavaOnevisionConfig.model_type:
+        model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(args.name_or_path, **vqtoken)
+        model.config.validate_vqtoken()
+        processor = AutoProcessor.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
+    elif base_config.model_type == "llava_onevision":
+        values = base_config.to_dict()
+        for key in ("model_type", "architectures", "transformers_version", "auto_map"):
+            values.pop(key, None)
+        config = VQTokenLlavaOnevisionConfig(**{**values, **vqtoken})
+        logger.info("Starting from stock LLaVA-OneVision %s: the VQ-Attention starts from its initialisation.",
+                    args.name_or_path)
+        model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(args.name_or_path, config=config)
+        stock = AutoProcessor.from_pretrained(args.name_or_path)
+        processor = VQTokenLlavaOnevisionProcessor(
+            image_processor=stock.image_processor,
+            tokenizer=stock.tokenizer,
+            video_processor=stock.video_processor,
+            num_image_tokens=stock.num_image_tokens,
+            vision_feature_select_strategy=stock.vision_feature_select_strategy,
+            chat_template=stock.chat_template,
+            vqtoken_mode=config.vqtoken_mode,
+            vqtoken_max_clusters=config.vqtoken_max_clusters,
+        )
+    else:
+        raise ValueError(
+            f"{args.name_or_path} is a {base_config.model_type!r} checkpoint; expected a VQToken folder or a stock "
+            "LLaVA-OneVision checkpoint (model_type 'llava_onevision')."
+        )
+    processor.vqtoken_mode = model.config.vqtoken_mode
+    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
+    return model, processor
+
+
+def part_modules(model: VQTokenLlavaOnevisionForConditionalGeneration) -> dict[str, list[nn.Module | nn.Parameter]]:
+    """The modules (and loose parameters) of each trainable part."""
+    inner = model.model
+    return {
+        "vq_attention": [inner.vq_attention],
+        "projector": [inner.multi_modal_projector, inner.image_newline],
+        "vision_tower": [inner.vision_tower],
+        "language_model": [inner.language_model, model.lm_head],
+    }
+
+
+def _parameters(items) -> list[tuple[str, nn.Parameter]]:
+    found = []
+    for item in items:
+        if isinstance(item, nn.Parameter):
+            found.append(("", item))
+        else:
+            found.extend(item.named_parameters())
+    return found
+
+
+def select_trainable_parameters(model, parts: dict[str, float], lora: bool = False) -> list[dict]:
+    """
+    Freezes the whole model, then unfreezes the chosen parts and returns one optimizer parameter group per part
+    (`{"params", "lr", "name"}`). With `lora`, the language-model group holds only the LoRA adapter weights.
+    """
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"Unknown parts {sorted(unknown)}; choose among {PARTS}.")
+    if "vq_attention" in parts and model.config.vqtoken_mode != "attention":
+        logger.warning("`vq_attention` is in train.parts but vqtoken_mode is %r: it gets no gradient.",
+                       model.config.vqtoken_mode)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    groups, seen = [], set()
+    modules = part_modules(model)
+    for name in PARTS:
+        if name not in parts:
+            continue
+        params = []
+        for parameter_name, parameter in _parameters(modules[name]):
+            if lora and name == "language_model" and "lora_" not in parameter_name:
+                continue
+            if id(parameter) in seen:  # tied embeddings
+                continue
+            seen.add(id(parameter))
+            parameter.requires_grad_(True)
+            params.append(parameter)
+        if not params:
+            raise ValueError(f"Part {name!r} has no parameters to train.")
+        groups.append({"params": params, "lr": float(parts[name]), "name": name})
+        logger.info("Training %s: %d tensors, %d parameters, lr %g", name, len(params),
+                    sum(p.numel() for p in params), parts[name])
+    return groups
+
+
+class VQTokenTrainingModule(nn.Module):
+    """
+    Wraps a VQToken model; `forward(**batch)` encodes the videos, rewrites each sample's placeholder run to the
+    number of tokens its video produced (adaptive K), runs the language model and returns the summed token loss, the
+    number of answer tokens and the visual tokens per sample.
+
+    video_tokens: `"model"` (the configured `vqtoken_mode`) or `"full"` (all projected tokens, no compression).
+    """
+
+    def __init__(self, model: VQTokenLlavaOnevisionForConditionalGeneration, pad_token_id: int, video_tokens: str = "model"):
+        super().__init__()
+        self.model = model
+        self.pad_token_id = int(pad_token_id)
+        self.video_tokens = video_tokens
+
+    def encode_videos(self, pixel_values_videos: torch.Tensor) -> VQTokenVideoOutput:
+        inner = self.model.model
+        frame_features = inner.get_frame_features(pixel_values_videos)
+        if self.video_tokens == "full":
+            newline = inner.image_newline[None, :]
+            tokens = [torch.cat([video.flatten(0, 1), newline.to(video.dtype)], dim=0) for video in frame_features]
+            return VQTokenVideoOutput(pooler_output=tokens)
+        return inner.quantize_frame_features(frame_features)
+
+    def forward(self, input_ids, attention_mask, labels, pixel_values_videos, **_):
+        config = self.model.config
+        pixel_values_videos = pixel_values_videos.to(self.model.dtype)
+        if self.video_tokens == "model" and config.vqtoken_mode == "off":
+            visual = (input_ids == config.video_token_id).sum(dim=1)
+            outputs = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=pixel_values_videos,
+                use_cache=False,
+            )
+        else:
+            video_outputs = self.encode_videos(pixel_values_videos)
+            counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+            input_ids, attention_mask, labels = self.model.align_video_placeholders(
+                input_ids, attention_mask, counts, labels=labels, pad_token_id=self.pad_token_id, padding_side="right"
+            )
+            visual = torch.tensor(counts, device=input_ids.device)
+            outputs = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"video": video_outputs},
+                use_cache=False,
+            )
+        logits = outputs.logits[:, :-1].float()
+        targets = labels[:, 1:]
+        loss_sum = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return loss_sum, (targets != IGNORE_INDEX).sum(), visual
+
+
+__all__ = [
+    "TINY_DEFAULTS",
+    "VQTokenTrainingModule",
+    "load_model_and_processor",
+    "part_modules",
+    "select_trainable_parameters",
+    "tiny_model_config",
+]

@@ -1,0 +1,235 @@
+"""
+A synthetic video question-answering set in the LLaVA-Video-178K format, for tests, smoke runs and the built-in
+default model.
+
+Every clip shows 1 to 4 identical objects (same shape, same colour) sliding in one direction over a dark background.
+Each record asks one question whose one-word answer can only be read from the video:
+
+=============  ==========================================  =================================
+question type  question                                    answers
+=============  ==========================================  =================================
+``colour``     "what colour is the shape ?"                red, green, blue, yellow
+``shape``      "what shape is it ?"                        square, circle, triangle, diamond
+``direction``  "which way does it move ?"                  left, right, up, down
+``count``      "how many objects are there ?"              one, two, three, four
+=============  ==========================================  =================================
+
+Chance is 25 % for every question type. Clips are written as video files (PyAV) next to a JSONL file whose records
+look like LLaVA-Video-178K's: ``{"id", "video", "conversations": [{"from": "human", "value": "<image>\\n..."},
+{"from": "gpt", "value": "..."}], "question_type"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..synthetic import write_clip
+
+
+logger = logging.getLogger(__name__)
+
+COLOURS = {"red": (230, 30, 30), "green": (30, 210, 30), "blue": (40, 80, 255), "yellow": (240, 230, 40)}
+SHAPES = ("square", "circle", "triangle", "diamond")
+DIRECTIONS = ("left", "right", "up", "down")
+COUNTS = ("one", "two", "three", "four")
+QUESTION_TYPES = ("colour", "shape", "direction", "count")
+QUESTIONS = {
+    "colour": "what colour is the shape ?",
+    "shape": "what shape is it ?",
+    "direction": "which way does it move ?",
+    "count": "how many objects are there ?",
+}
+ANSWERS = {"colour": tuple(COLOURS), "shape": SHAPES, "direction": DIRECTIONS, "count": COUNTS}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What one synthetic clip shows."""
+
+    colour: str
+    shape: str
+    direction: str
+    count: int
+    seed: int
+
+    def answer(self, question_type: str) -> str:
+        if question_type == "colour":
+            return self.colour
+        if question_type == "shape":
+            return self.shape
+        if question_type == "direction":
+            return self.direction
+        if question_type == "count":
+            return COUNTS[self.count - 1]
+        raise ValueError(f"Unknown question type {question_type!r}; expected one of {QUESTION_TYPES}.")
+
+
+def shape_mask(shape: str, side: int) -> np.ndarray:
+    """A boolean `(side, side)` mask of `shape` ("square", "circle", "triangle" or "diamond")."""
+    centre = (side - 1) / 2
+    rows, cols = np.mgrid[0:side, 0:side]
+    if shape == "square":
+        return np.ones((side, side), dtype=bool)
+    if shape == "circle":
+        return (rows - centre) ** 2 + (cols - centre) ** 2 <= (side / 2) ** 2
+    if shape == "diamond":
+        return np.abs(rows - centre) + np.abs(cols - centre) <= side / 2
+    if shape == "triangle":
+        # apex at the top, base along the bottom row
+        half_width = (rows + 1) / side * (side / 2)
+        return np.abs(cols - centre) <= half_width
+    raise ValueError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
+
+
+def render_clip(spec: ClipSpec, num_frames: int = 16, size: int = 64) -> np.ndarray:
+    """
+    The frames `[T, size, size, 3]` (uint8 RGB) of `spec`: `spec.count` objects in separate lanes, all moving from one
+    edge to the opposite one in `spec.direction`. Background shade, object size and lane jitter come from `spec.seed`.
+    """
+    if spec.count < 1 or spec.count > len(COUNTS):
+        raise ValueError(f"count must lie in 1..{len(COUNTS)}, got {spec.count}.")
+    rng = np.random.default_rng(spec.seed)
+    lane = size // len(COUNTS)
+    side = int(rng.integers(max(3, lane * 5 // 8), max(4, lane * 7 // 8) + 1))
+    mask = shape_mask(spec.shape, side)
+    colour = np.asarray(COLOURS[spec.colour], dtype=np.int16) + rng.integers(-15, 16, size=3)
+    colour = np.clip(colour, 0, 255).astype(np.uint8)
+    background = rng.integers(0, 60, size=3).astype(np.uint8)
+    lanes = sorted(rng.choice(len(COUNTS), size=spec.count, replace=False).tolist())
+    offsets = [lane_index * lane + int(rng.integers(0, lane - side + 1)) for lane_index in lanes]
+    # each object starts at its own phase so that objects do not line up perfectly
+    starts = rng.uniform(0.0, 0.25, size=spec.count)
+    travel = size - side
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    frames[...] = background
+    for t in range(num_frames):
+        progress = t / (num_frames - 1) if num_frames > 1 else 0.0
+        for offset, start in zip(offsets, starts):
+            along = int(round((start + (1.0 - start) * progress) * travel * 0.999))
+            if spec.direction in ("left", "up"):
+                along = travel - along
+            if spec.direction in ("left", "right"):
+                top, left = offset, along
+            else:
+                top, left = along, offset
+            region = frames[t, top : top + side, left : left + side]
+            region[mask] = colour
+    return frames
+
+
+def random_spec(rng: np.random.Generator) -> ClipSpec:
+    return ClipSpec(
+        colour=str(rng.choice(list(COLOURS))),
+        shape=str(rng.choice(SHAPES)),
+        direction=str(rng.choice(DIRECTIONS)),
+        count=int(rng.integers(1, len(COUNTS) + 1)),
+        seed=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
+def make_record(record_id: str, video: str, question_type: str, spec: ClipSpec) -> dict:
+    """One record in the LLaVA-Video-178K conversation format."""
+    return {
+        "id": record_id,
+        "video": video,
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{QUESTIONS[question_type]}"},
+            {"from": "gpt", "value": spec.answer(question_type)},
+        ],
+        "question_type": question_type,
+        "clip": asdict(spec),
+    }
+
+
+def generate_synthetic_dataset(
+    output_dir: str | Path,
+    num_clips: int = 64,
+    *,
+    questions_per_clip: int = 1,
+    question_types: tuple[str, ...] = QUESTION_TYPES,
+    num_frames: int = 16,
+    size: int = 64,
+    fps: int = 8,
+    seed: int = 0,
+    split: str = "train",
+    codec: str | None = None,
+) -> Path:
+    """
+    Writes `num_clips` synthetic clips to `output_dir/videos/` and their questions to `output_dir/<split>.jsonl`.
+
+    Args:
+        num_clips: number of clips; each gets `questions_per_clip` records (distinct question types, drawn at random).
+        question_types: which question types to ask.
+        num_frames, size, fps: length, side in pixels and frame rate of every clip.
+        seed: the whole set is a function of this seed (and of the other arguments).
+        split: name of the JSONL file, and prefix of the clip files (so splits can share a folder).
+        codec: video encoder (`None` picks the first available of libx264, mpeg4, mjpeg).
+
+    Returns:
+        the path of the JSONL file. Video paths in it are relative to `output_dir`.
+    """
+    for question_type in question_types:
+        if question_type not in QUESTION_TYPES:
+            raise ValueError(f"Unknown question type {question_type!r}; expected some of {QUESTION_TYPES}.")
+    if not 1 <= questions_per_clip <= len(question_types):
+        raise ValueError(f"questions_per_clip must lie in 1..{len(question_types)}, got {questions_per_clip}.")
+    output_dir = Path(output_dir)
+    (output_dir / "videos").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    records = []
+    for clip_index in range(num_clips):
+        spec = random_spec(rng)
+        relative = f"videos/{split}_{clip_index:06d}.mp4"
+        write_clip(output_dir / relative, render_clip(spec, num_frames=num_frames, size=size), fps=fps, codec=codec)
+        chosen = rng.choice(len(question_types), size=questions_per_clip, replace=False)
+        for question_index in sorted(chosen.tolist()):
+            question_type = question_types[question_index]
+            records.append(make_record(f"{split}-{clip_index}-{question_type}", relative, question_type, spec))
+    path = output_dir / f"{split}.jsonl"
+    with open(path, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    logger.info("Wrote %d clips and %d records to %s", num_clips, len(records), path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vqtoken.training.synthetic_data OUTPUT_DIR`: writes a train and an eval split."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the synthetic video QA set (clips + LLaVA-Video JSONL).")
+    parser.add_argument("output_dir", nargs="?", default="data/synthetic")
+    parser.add_argument("--train-clips", type=int, default=256)
+    parser.add_argument("--eval-clips", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    generate_synthetic_dataset(args.output_dir, args.train_clips, num_frames=args.frames, size=args.size,
+                               seed=args.seed, split="train")
+    generate_synthetic_dataset(args.output_dir, args.eval_clips, num_frames=args.frames, size=args.size,
+                               seed=args.seed + 1, split="eval")
+    return 0
+
+
+__all__ = [
+    "ANSWERS",
+    "COLOURS",
+    "ClipSpec",
+    "QUESTIONS",
+    "QUESTION_TYPES",
+    "generate_synthetic_dataset",
+    "make_record",
+    "render_clip",
+    "shape_mask",
+]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

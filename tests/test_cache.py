@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import random_clip, video_prompt
-from vqtoken import cache
+from vqtoken import cache, cache_cli
 from vqtoken.cache import (
     CacheFormatError,
     CacheMismatchError,
@@ -223,16 +223,17 @@ def test_folder_encoding_continues_after_a_bad_file_and_resumes(build_model, tmp
 
 def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     [video] = _write_clips(tmp_path, 1)
-    assert cache.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
+    assert cache_cli.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
     assert "1 encoded" in capsys.readouterr().out
-    assert cache.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
+    assert cache_cli.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
     assert "1 already done" in capsys.readouterr().out
     (tmp_path / "bad.mp4").write_bytes(b"nope")
-    assert cache.main([str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--no-progress"]) == 1
+    assert cache_cli.main([str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--no-progress"]) == 1
     assert "1 encoded, 0 already done, 1 failed" in capsys.readouterr().out
 
     # the built-in model is seeded: a fresh copy accepts the file
-    model, processor = cache.load_model_and_processor(None)
+    model, processor = cache_cli.load_model_and_processor(None)
     answer = ask_cached(model, processor, [tmp_path / "one.vqt"], [QUESTION], max_new_tokens=2)[0]
     assert answer.num_frames == 4 and 12 <= answer.num_clusters <= 32
     assert answer.visual_tokens == max(4, answer.num_clusters) + 1
+

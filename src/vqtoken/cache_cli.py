@@ -1,0 +1,81 @@
+"""
+`vqtoken encode VIDEO... -o OUT`: encode videos once into `.vqt` files (see `vqtoken.cache`).
+
+`add_encode_arguments(parser)` fills a parser (e.g. a `vqtoken encode` sub-command) and sets `run=run_encode`;
+`python -m vqtoken.cache_cli VIDEO... -o OUT` runs the same without the main command.
+"""
+
+import logging
+from pathlib import Path
+
+
+def add_encode_arguments(parser):
+    """Adds the arguments of `vqtoken encode` to `parser` and sets `run=run_encode`."""
+    parser.add_argument("videos", nargs="+", help="video files and/or folders of videos")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder (one .vqt per video), or a .vqt file when encoding one video")
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id (default: the built-in random-weight demo model)")
+    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_encode)
+    return parser
+
+
+def load_model_and_processor(name: str | None):
+    """A model folder / Hub id loaded with the Auto classes, or the built-in random-weight demo model for `None`."""
+    if name is None:
+        from .demo import build_random_demo_model
+
+        return build_random_demo_model(
+            vqtoken_mode="attention", vqtoken_selection_method="elbow", vqtoken_min_clusters=12, vqtoken_max_clusters=32
+        )
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from . import VQTokenLlavaOnevisionForConditionalGeneration  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModelForImageTextToText.from_pretrained(name).eval()
+    return model, AutoProcessor.from_pretrained(name)
+
+
+def run_encode(args) -> int:
+    """Runs `vqtoken encode`; prints a summary, returns 1 when a video failed."""
+    from .cache import CACHE_SUFFIX, EncodeReport, encode_folder, encode_videos, output_is_current, source_fingerprint
+
+    model, processor = load_model_and_processor(args.model)
+    output = Path(args.output)
+    single = output.suffix.lower() == CACHE_SUFFIX
+    if single:
+        if len(args.videos) != 1 or Path(args.videos[0]).is_dir():
+            print("error: a .vqt output path takes exactly one video file; give a folder for several")
+            return 2
+        report = EncodeReport()
+        try:
+            source = source_fingerprint(args.videos[0])
+            if not args.overwrite and output.exists() and output_is_current(output, model, source, processor,
+                                                                            args.frames):
+                report.skipped.append(output)
+            else:
+                report.written += encode_videos(model, processor, [args.videos[0]], [output], args.frames)
+        except Exception as error:
+            report.failed.append((args.videos[0], f"{type(error).__name__}: {error}"))
+    else:
+        report = encode_folder(model, processor, args.videos, output, num_frames=args.frames, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vqtoken.cache VIDEO... -o OUT`: the same as `vqtoken encode`."""
+    import argparse
+
+    parser = add_encode_arguments(argparse.ArgumentParser(prog="vqtoken encode", description="Encode videos once."))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,25 +1,225 @@
-"""The `vqtoken` command."""
+"""
+The `vqtoken` command.
+
+Each subcommand is registered by a small `add_<name>(subparsers)` function listed in `COMMANDS`; it sets `run` (a
+function `args -> exit code`) with `parser.set_defaults`. Shared pieces for new subcommands: `add_model_arguments`
+(`--model`, the VQToken settings, `--device`, `--dtype`), `load_model`, `progress`, and `CommandError` (a one-line
+error, exit code 1).
+
+Exit codes: 0 success; 2 bad usage or option (argparse, or a setting the model rejects); 1 a file that is missing or not
+a video, a model that cannot be loaded, or another runtime error, with one `vqtoken: error: ...` line on stderr (the
+traceback too with `--verbose`).
+"""
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import time
+import traceback
+from pathlib import Path
 
 
-def _add_demo(subparsers):
+logger = logging.getLogger(__name__)
+
+RANDOM_DEFAULT_LABEL = "built-in default: a small model with RANDOM weights (answers are meaningless)"
+MODES = ("attention", "centroids", "off")
+SELECTIONS = ("fixed", "elbow", "elbow_corrected", "silhouette")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class CommandError(Exception):
+    """A failure to report as one `vqtoken: error: ...` line with exit code 1."""
+
+
+class UsageError(Exception):
+    """A bad option found after parsing (e.g. a setting the model rejects): exit code 2."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------- shared
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default_frames: int = 32):
+    """`--model`, `--frames`, the VQToken settings that override the loaded configuration, `--device`, `--dtype`."""
+    parser.add_argument(
+        "--model", metavar="ID_OR_DIR", help="Hub id or folder of a VQToken model (default: the built-in default)"
+    )
+    parser.add_argument(
+        "--frames", type=positive_int, default=default_frames,
+        help=f"frames sampled uniformly over the video (default {default_frames})",
+    )
+    parser.add_argument("--mode", choices=MODES, help="override vqtoken_mode")
+    parser.add_argument("--selection", choices=SELECTIONS, help="override vqtoken_selection_method")
+    parser.add_argument("--min-clusters", type=positive_int, help="override vqtoken_min_clusters")
+    parser.add_argument("--max-clusters", type=positive_int, metavar="K", help="override vqtoken_max_clusters")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="'auto': bfloat16 on CUDA, float32 on CPU")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser):
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def vqtoken_overrides(args) -> dict:
+    """The `vqtoken_*` configuration fields given on the command line."""
+    names = {
+        "mode": "vqtoken_mode",
+        "selection": "vqtoken_selection_method",
+        "min_clusters": "vqtoken_min_clusters",
+        "max_clusters": "vqtoken_max_clusters",
+    }
+    return {field: getattr(args, name) for name, field in names.items() if getattr(args, name, None) is not None}
+
+
+def resolve_device(text: str):
+    import torch
+
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"argument --device: unknown device {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {text}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(text: str, device):
+    import torch
+
+    if text == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, text)
+
+
+def _apply_overrides(config, overrides: dict):
+    """Sets the overrides on `config` and validates them; a rejected value is a usage error (exit 2)."""
+    for field, value in overrides.items():
+        setattr(config, field, value)
+    try:
+        config.validate_vqtoken()
+    except ValueError as error:
+        raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
+
+
+def _flags(overrides: dict) -> str:
+    names = {"vqtoken_selection_method": "--selection"}
+    flags = [names.get(field, "--" + field.removeprefix("vqtoken_").replace("_", "-")) for field in overrides]
+    return ", ".join(flags) or "the model's configuration"
+
+
+def load_model(args):
+    """
+    The model and processor of `args.model` with the command-line settings applied, or the built-in default.
+
+    Returns:
+        `(model, processor, label, random_weights)`.
+    """
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    overrides = vqtoken_overrides(args)
+    if args.model is None:
+        from .demo import build_random_demo_model
+
+        settings = {
+            "vqtoken_mode": "attention",
+            "vqtoken_selection_method": "elbow",
+            "vqtoken_min_clusters": 12,
+            "vqtoken_max_clusters": 32,
+        }
+        try:
+            model, processor = build_random_demo_model(**{**settings, **overrides})
+        except ValueError as error:
+            raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
+        label, random_weights = RANDOM_DEFAULT_LABEL, True
+    else:
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        from . import VQTokenLlavaOnevisionConfig
+
+        if _looks_like_path(args.model) and not Path(args.model).is_dir():
+            raise CommandError(f"model folder not found: {args.model}")
+        try:
+            config = AutoConfig.from_pretrained(args.model)
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot load the model {args.model!r}: {_first_line(error)}") from error
+        if not isinstance(config, VQTokenLlavaOnevisionConfig):
+            raise CommandError(f"{args.model!r} is not a VQToken model (model_type {config.model_type!r})")
+        _apply_overrides(config, overrides)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(args.model, config=config, dtype=dtype)
+            processor = AutoProcessor.from_pretrained(args.model)
+        except (OSError, ValueError) as error:
+            raise CommandError(f"cannot load the model {args.model!r}: {_first_line(error)}") from error
+        label, random_weights = f"model: {args.model}", False
+    # the processor writes the placeholder count of the mode and K in use
+    processor.vqtoken_mode = model.config.vqtoken_mode
+    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
+    model = model.to(device=device, dtype=dtype).eval()
+    return model, processor, label, random_weights
+
+
+def progress(args, total: int, description: str):
+    """A progress bar over `total` steps on stderr; off with `--quiet` or when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    disable = getattr(args, "quiet", False) or not sys.stderr.isatty()
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=disable, leave=False)
+
+
+@contextlib.contextmanager
+def step(bar, description: str):
+    bar.set_description(description)
+    yield
+    bar.update(1)
+
+
+def check_video_path(path: str) -> Path:
+    video = Path(path)
+    if not video.exists():
+        raise CommandError(f"video file not found: {video}")
+    if video.is_dir():
+        raise CommandError(f"{video} is a directory, not a video file")
+    return video
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+# ------------------------------------------------------------------------------------------------------------- demo
+
+
+def add_demo(subparsers):
     parser = subparsers.add_parser(
         "demo", help="Run the whole video path offline on the built-in default model and a generated clip."
     )
     parser.add_argument("--frames", type=int, default=32, help="frames sampled from the clip (default 32)")
-    parser.add_argument("--mode", choices=("attention", "centroids", "off"), default="attention")
-    parser.add_argument(
-        "--selection", choices=("fixed", "elbow", "elbow_corrected", "silhouette"), default="elbow"
-    )
+    parser.add_argument("--mode", choices=MODES, default="attention")
+    parser.add_argument("--selection", choices=SELECTIONS, default="elbow")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.set_defaults(run=_run_demo)
+    parser.set_defaults(run=run_demo)
 
 
-def _run_demo(args) -> int:
+def run_demo(args) -> int:
     from .demo import format_report, run_demo
 
     result = run_demo(num_frames=args.frames, mode=args.mode, selection=args.selection)
@@ -30,19 +230,140 @@ def _run_demo(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------------------------- ask
+
+
+def add_ask(subparsers):
+    parser = subparsers.add_parser(
+        "ask", help="Ask a question about a video: the answer, the visual tokens before -> after, K, time per stage."
+    )
+    parser.add_argument("video", help="path of the video file")
+    parser.add_argument("question", help="the question, e.g. \"What happens in this video?\"")
+    add_model_arguments(parser)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="longest answer in tokens (default 64)")
+    add_output_arguments(parser)
+    parser.set_defaults(run=run_ask)
+
+
+def run_ask(args) -> int:
+    from .demo import format_report
+    from .inference import answer_prompts, decode_videos, video_prompt
+
+    video = check_video_path(args.video)
+    with progress(args, 3, "loading the model") as bar:
+        with step(bar, "loading the model"):
+            model, processor, label, random_weights = load_model(args)
+        with step(bar, "decoding the video"):
+            start = time.perf_counter()
+            decoded = decode_videos([str(video)], args.frames)
+            timings = {"decode": time.perf_counter() - start}
+        with step(bar, "answering"):
+            prompt = video_prompt(processor, args.question)
+            result = answer_prompts(
+                model, processor, [prompt], decoded, max_new_tokens=args.max_new_tokens, timings=timings
+            )[0]
+    if args.json:
+        report = {"video": str(video), "question": args.question, "model": args.model,
+                  "random_weights": random_weights, **result.to_dict()}
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(result, f"VQToken - {label}"))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------- visualize
+
+
+def add_visualize(subparsers):
+    parser = subparsers.add_parser(
+        "visualize", help="Draw the sampled frames with every patch coloured by its cluster, and the cluster sizes."
+    )
+    parser.add_argument("video", help="path of the video file")
+    parser.add_argument("--out", required=True, help="the PNG file to write (e.g. clusters.png)")
+    add_model_arguments(parser, default_frames=8)
+    add_output_arguments(parser)
+    parser.set_defaults(run=run_visualize)
+
+
+def run_visualize(args) -> int:
+    from .inference import decode_videos
+    from .visualize import cluster_video, draw_clusters, save_atomically
+
+    video = check_video_path(args.video)
+    out = Path(args.out)
+    if out.is_dir():
+        raise CommandError(f"--out {out} is a directory: give the PNG file to write")
+    if not out.parent.exists():
+        raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
+    if args.mode == "off":
+        raise UsageError("argument --mode: 'off' does not cluster; use 'centroids' or 'attention'")
+    with progress(args, 4, "loading the model") as bar:
+        with step(bar, "loading the model"):
+            model, processor, label, random_weights = load_model(args)
+        with step(bar, "decoding the video"):
+            decoded = decode_videos([str(video)], args.frames)[0]
+        with step(bar, "clustering"):
+            try:
+                clusters = cluster_video(model, processor, decoded)
+            except ValueError as error:
+                raise CommandError(str(error)) from error
+        with step(bar, "drawing"):
+            title = "RANDOM weights" if random_weights else str(args.model)
+            save_atomically(draw_clusters(clusters, title=title), out)
+    report = {"video": str(video), "out": str(out), "model": args.model, "random_weights": random_weights,
+              "num_frames": int(clusters.frames.shape[0]), "grid": int(clusters.index_map.shape[1]),
+              "num_clusters": clusters.num_clusters, "cluster_sizes": clusters.cluster_sizes}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"VQToken - {label}")
+        print(f"wrote {out}: {report['num_frames']} frames of {report['grid']}x{report['grid']} patches, "
+              f"K = {clusters.num_clusters} clusters of {min(clusters.cluster_sizes)}..{max(clusters.cluster_sizes)} "
+              "tokens")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------- main
+
+# `vqtoken convert`, `push` (issue 4), `encode` (issue 7) and `train` (issue 6) register here the same way.
+COMMANDS = [add_demo, add_ask, add_visualize]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqtoken", description="VQToken: extreme video-token reduction.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress; show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_demo(subparsers)
+    for add_command in COMMANDS:
+        add_command(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    args = parser.parse_args(argv)  # exits with 2 on bad usage
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from .video_io import VideoDecodeError
+
+    try:
+        return args.run(args)
+    except UsageError as error:
+        _report(args, error)
+        print(f"vqtoken {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (CommandError, VideoDecodeError, FileNotFoundError, ImportError, OSError, ValueError, RuntimeError) as error:
+        _report(args, error)
+        print(f"vqtoken: error: {_first_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vqtoken: interrupted", file=sys.stderr)
+        return 130
+
+
+def _report(args, error: BaseException):
+    if args.verbose:
+        traceback.print_exception(error)
 
 
 if __name__ == "__main__":

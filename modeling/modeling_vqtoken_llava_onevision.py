@@ -377,7 +377,7 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         for auto_class in REMOTE_CODE_AUTO_CLASSES:
             auto_map[auto_class] = class_path
         self.config.auto_map = auto_map
-        # only in the saved file: an in-memory config with `custom_pipelines` would make `pipeline()` demand remote code
+        # `custom_pipelines` describes the saved folder only: the in-memory config is left as it was
         previous = getattr(self.config, "custom_pipelines", None)
         self.config.custom_pipelines = {**(previous or {}), **CUSTOM_PIPELINES}
         try:

@@ -112,6 +112,19 @@ def test_save_pretrained_declares_the_pipeline(build_model, tmp_path):
     assert getattr(model.config, "custom_pipelines", None) is None
     pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
     assert pipe(random_clip(0), text=QUESTION, max_new_tokens=1)[0]["num_clusters"] == 4
+    # a model object loaded from the folder works by task name too (`pipeline()` reads no config for objects)
+    from transformers import AutoModelForImageTextToText
+
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    pipe = pipeline("video-text-to-text", model=loaded, processor=processor, num_frames=4)
+    assert pipe(random_clip(0), text=QUESTION, max_new_tokens=1)[0]["num_clusters"] == 4
+    # given as a folder, the `custom_pipelines` of its config make transformers ask for remote code
+    processor.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        pipeline("video-text-to-text", model=str(tmp_path))
+    pipe = pipeline("video-text-to-text", model=str(tmp_path), num_frames=4,
+                    pipeline_class=vqtoken.VQTokenVideoTextToTextPipeline)
+    assert pipe(random_clip(0), text=QUESTION, max_new_tokens=1)[0]["num_clusters"] == 4
 
 
 def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_file):

@@ -25,6 +25,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def run_train(args) -> int:
     from .config import load_config
 
+    # the training log is the console output of this command, whatever the global verbosity
+    logging.getLogger("vqtoken.training").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     config_path, overrides = args.config, list(args.overrides) + list(args.extra_overrides)
     if config_path is not None and "=" in config_path and not config_path.endswith((".yaml", ".yml")):
         config_path, overrides = None, [config_path, *overrides]

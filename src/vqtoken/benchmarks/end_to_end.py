@@ -1,0 +1,412 @@
+# Copyright 2026 The VQToken for Transformers authors. Licensed under the Apache License, Version 2.0.
+"""
+End-to-end benchmark: one video, one question, on the LLaVA-OneVision-0.5B architecture, four ways side by side.
+
+- `stock`: stock `LlavaOnevisionForConditionalGeneration` (196 tokens per frame + newline);
+- `vqtoken`: VQToken as released (no pooling: T x 729 tokens clustered, adaptive elbow K in 12..32, VQ-Attention);
+- `vqtoken-pool`: the same after the stock 2x2 pooling (T x 196 tokens clustered);
+- `cached`: asking from the `.vqt` file the `vqtoken` run wrote (no decoding, vision tower or clustering).
+
+The model is built from a configuration written here (SigLIP so400m 384/14 with 26 layers; Qwen2-0.5B) with random
+weights: speed does not depend on weight values. Prompts are token ids (the text does not matter for speed): a
+5-token prefix, the video placeholders, a 20-token question. Each variant runs in a fresh subprocess so that its peak
+memory (`ru_maxrss`) is its own. The language model is warmed up (a short generate) before timing; the vision tower is
+not (one repetition of a 32-frame clip already takes minutes on 2 cores).
+
+Stages: decode (PyAV, a synthetic mp4 from `vqtoken.synthetic`), preprocess (video processor), vision (tower +
+projector [+ pooling]), clustering (K-means + VQ-Attention), load (`.vqt` read + validation + tokens), prefill (to the
+first generated token), then decoding of 16 tokens (`min_new_tokens`). TTFT = every stage up to the first token.
+KV cache: bytes of the key/value tensors of the cache object `generate` returns, per position, times the prompt length
+(whole prompt) or the video's token count (per video).
+
+Usage:
+    python -m vqtoken.benchmarks.end_to_end [--frames 8 32] [--dtype float32] [--out-md table.md] [--out-png plot.png]
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("stock", "vqtoken", "vqtoken-pool", "cached")
+VARIANT_LABELS = {
+    "stock": "stock OneVision (196/frame)",
+    "vqtoken": "VQToken released (729/frame, elbow K, attention)",
+    "vqtoken-pool": "VQToken + 2x2 pool (196/frame)",
+    "cached": "VQToken from .vqt cache",
+}
+STAGES = ("decode", "preprocess", "vision", "clustering", "load", "prefill")
+IMAGE_TOKEN_ID, VIDEO_TOKEN_ID = 151646, 151647
+PREFIX_TOKENS, QUESTION_TOKENS, NEW_TOKENS = 5, 20, 16
+
+
+def onevision_05b_config(variant: str):
+    """The LLaVA-OneVision-0.5B architecture (`llava-onevision-qwen2-0.5b-ov`), with VQToken settings for `variant`."""
+    from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
+
+    vision = {
+        "model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26,
+        "num_attention_heads": 16, "image_size": 384, "patch_size": 14, "vision_use_head": False,
+    }
+    text = {
+        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
+        "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+        "rope_theta": 1e6, "tie_word_embeddings": True, "pad_token_id": 151643, "eos_token_id": 151645,
+    }
+    return VQTokenLlavaOnevisionConfig(
+        vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_ID, video_token_index=VIDEO_TOKEN_ID,
+        vision_feature_layer=-1, vision_feature_select_strategy="full", tie_word_embeddings=True,
+        vqtoken_mode="off" if variant == "stock" else "attention",
+        vqtoken_selection_method="elbow", vqtoken_min_clusters=12, vqtoken_max_clusters=32,
+        vqtoken_spatial_pool=variant == "vqtoken-pool", vqtoken_kmeans_backend="auto",
+    )
+
+
+def build_model(variant: str, dtype: torch.dtype, device: str):
+    """Random weights, drawn quickly (normal(0, 0.02) matrices, unit norms, zero biases) from seed 0."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    from vqtoken.modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionForConditionalGeneration
+
+    config = onevision_05b_config(variant)
+    with no_init_weights():
+        if variant == "stock":
+            from transformers import LlavaOnevisionConfig
+
+            stock_config = LlavaOnevisionConfig(**{k: v for k, v in config.to_dict().items()
+                                                   if not k.startswith("vqtoken_") and k != "model_type"})
+            model = LlavaOnevisionForConditionalGeneration(stock_config)
+        else:
+            model = VQTokenLlavaOnevisionForConditionalGeneration(config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            if parameter.ndim >= 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+            elif name.endswith("weight") and "norm" in name:
+                parameter.fill_(1.0)
+            elif name.endswith("image_newline"):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+            else:
+                parameter.zero_()
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    return model.to(device, dtype).eval()
+
+
+def video_processor():
+    from transformers import LlavaOnevisionVideoProcessor
+
+    return LlavaOnevisionVideoProcessor(size={"height": 384, "width": 384})
+
+
+def prompt_ids(num_placeholders: int, device) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    prefix = torch.randint(1000, 100000, (PREFIX_TOKENS,), generator=generator)
+    question = torch.randint(1000, 100000, (QUESTION_TOKENS,), generator=generator)
+    video = torch.full((num_placeholders,), VIDEO_TOKEN_ID)
+    return torch.cat([prefix, video, question])[None].to(device)
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _kv_bytes(cache) -> tuple[int, int]:
+    """(bytes of all key/value tensors, number of cached positions) of a transformers cache object."""
+    layers = getattr(cache, "layers", None)
+    tensors = []
+    if layers is not None:
+        for layer in layers:
+            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+    else:
+        for entry in cache:
+            tensors += list(entry[:2])
+    total = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    return total, int(cache.get_seq_length())
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: torch.dtype, device: str) -> dict:
+    """Runs one variant once and returns its measurements (called in a fresh subprocess)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from vqtoken.cache import load_cached_videos, save_cached_video, source_fingerprint
+    from vqtoken.video_io import load_video
+
+    class Clock(LogitsProcessor):
+        def __init__(self):
+            self.first = None
+
+        def __call__(self, input_ids, scores):
+            if self.first is None:
+                _sync(device)
+                self.first = time.perf_counter()
+            return scores
+
+    start = time.perf_counter()
+    model = build_model(variant, dtype, device)
+    build_seconds = time.perf_counter() - start
+    config = model.config
+    with torch.no_grad():  # warm the language model up
+        model.generate(input_ids=prompt_ids(0, device), max_new_tokens=2, do_sample=False)
+    baseline = _maxrss_bytes()
+    timings, result = {}, {"variant": variant, "frames": frames, "build_s": build_seconds}
+    generate_inputs = {}
+
+    with torch.no_grad():
+        if variant == "cached":
+            start = time.perf_counter()
+            video_outputs = load_cached_videos(cache_file, model, num_frames=frames)
+            _sync(device)
+            timings["load"] = time.perf_counter() - start
+            result["num_clusters"] = int(video_outputs.num_clusters[0])
+            result["cache_file_bytes"] = cache_file.stat().st_size
+            num_video_tokens = video_outputs.pooler_output[0].shape[0]
+            generate_inputs["video_outputs"] = video_outputs
+            input_ids = prompt_ids(1, device)
+        else:
+            start = time.perf_counter()
+            video = load_video(clip, num_frames=frames)
+            timings["decode"] = time.perf_counter() - start
+            start = time.perf_counter()
+            pixel_values = video_processor()(videos=[video.frames], return_tensors="pt")["pixel_values_videos"]
+            pixel_values = pixel_values.to(device, dtype)
+            timings["preprocess"] = time.perf_counter() - start
+            start = time.perf_counter()
+            if variant == "stock":
+                stock_outputs = model.model.get_video_features(pixel_values, return_dict=True)
+                _sync(device)
+                timings["vision"] = time.perf_counter() - start
+                timings["clustering"] = 0.0
+                num_video_tokens = int(stock_outputs.pooler_output.shape[-2])
+                generate_inputs["mm_encoder_outputs"] = {"video": stock_outputs}
+                input_ids = prompt_ids(num_video_tokens, device)
+            else:
+                frame_features = model.model.get_frame_features(pixel_values)
+                _sync(device)
+                timings["vision"] = time.perf_counter() - start
+                start = time.perf_counter()
+                video_outputs = model.model.quantize_frame_features(frame_features)
+                _sync(device)
+                timings["clustering"] = time.perf_counter() - start
+                result["num_clusters"] = int(video_outputs.num_clusters[0])
+                result["clustered_tokens"] = frame_features.shape[1] * frame_features.shape[2]
+                num_video_tokens = video_outputs.pooler_output[0].shape[0]
+                generate_inputs["video_outputs"] = video_outputs
+                input_ids = prompt_ids(1, device)
+
+        clock = Clock()
+        start = time.perf_counter()
+        output = model.generate(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS, do_sample=False, return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([clock]), **generate_inputs,
+        )
+        _sync(device)
+        end = time.perf_counter()
+    timings["prefill"] = clock.first - start
+    generation_seconds = end - clock.first
+    cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+    kv_total, kv_positions = _kv_bytes(cache)
+    per_position = kv_total / kv_positions
+    prompt_length = PREFIX_TOKENS + num_video_tokens + QUESTION_TOKENS
+    result.update(
+        timings=timings,
+        ttft_s=sum(timings.values()),
+        decode_tokens_per_s=(NEW_TOKENS - 1) / generation_seconds,
+        video_tokens=num_video_tokens,
+        prompt_tokens=prompt_length,
+        kv_bytes_per_position=per_position,
+        kv_bytes_prompt=per_position * prompt_length,
+        kv_bytes_video=per_position * num_video_tokens,
+        peak_rss_bytes=_maxrss_bytes(),
+        peak_rss_over_model_bytes=_maxrss_bytes() - baseline,
+    )
+    if variant == "vqtoken":  # the cache the `cached` variant asks from (not timed as part of this variant)
+        start = time.perf_counter()
+        save_cached_video(cache_file, model, video_outputs.codebooks[0], video_outputs.index_maps[0],
+                          source_fingerprint(clip), video=video)
+        result["cache_write_s"] = time.perf_counter() - start
+        result["cache_file_bytes"] = cache_file.stat().st_size
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (host: {cpu})"
+    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 2**20:.2f}" if value < 2**30 else f"{value / 2**20:,.0f}"
+
+
+def format_table(results: list[dict]) -> str:
+    header = ("| frames | variant | video tokens | K | decode | preprocess | vision | clustering | load | prefill | "
+              "**TTFT s** | decode tok/s | peak RSS GB (over model) | KV MB / video | KV MB prompt | vs stock TTFT | "
+              "vs stock KV / video |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    stock = {r["frames"]: r for r in results if r["variant"] == "stock"}
+    for r in results:
+        t = r["timings"]
+        base = stock.get(r["frames"])
+        speedup = f"{base['ttft_s'] / r['ttft_s']:.1f}x" if base else "-"
+        kv_ratio = f"{base['kv_bytes_video'] / r['kv_bytes_video']:.0f}x smaller" if base else "-"
+        cells = [
+            str(r["frames"]), VARIANT_LABELS[r["variant"]], str(r["video_tokens"]), str(r.get("num_clusters", "-")),
+            *[f"{t[s]:.2f}" if s in t else "-" for s in STAGES],
+            f"**{r['ttft_s']:.2f}**", f"{r['decode_tokens_per_s']:.1f}",
+            f"{r['peak_rss_bytes'] / 1e9:.2f} (+{r['peak_rss_over_model_bytes'] / 1e9:.2f})",
+            _mb(r["kv_bytes_video"]), _mb(r["kv_bytes_prompt"]),
+            "1.0x" if r["variant"] == "stock" else speedup, "1x" if r["variant"] == "stock" else kv_ratio,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame_counts = sorted({r["frames"] for r in results})
+    figure, axes = plt.subplots(1, len(frame_counts), figsize=(7 * len(frame_counts), 3.8), squeeze=False)
+    colours = dict(zip(STAGES, ("#8c564b", "#9467bd", "#1f77b4", "#ff7f0e", "#17becf", "#2ca02c")))
+    for axis, frames in zip(axes[0], frame_counts):
+        rows = [r for r in results if r["frames"] == frames]
+        labels = [VARIANT_LABELS[r["variant"]] for r in rows]
+        for index, r in enumerate(rows):
+            left = 0.0
+            for stage in STAGES:
+                seconds = r["timings"].get(stage, 0.0)
+                axis.barh(index, seconds, left=left, color=colours[stage], )
+                left += seconds
+            axis.text(left, index, f" {r['ttft_s']:.2f} s", va="center", fontsize=8)
+        axis.set_yticks(range(len(rows)), labels, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlabel("seconds to first token")
+        axis.set_title(f"{frames} frames")
+        axis.set_xlim(0, max(r["ttft_s"] for r in rows) * 1.25)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[stage]) for stage in STAGES]
+    figure.legend(handles, STAGES, loc="lower center", ncol=len(STAGES), fontsize=8)
+    figure.suptitle("LLaVA-OneVision-0.5B architecture, random weights: time per stage up to the first token", fontsize=10)
+    figure.tight_layout(rect=(0, 0.08, 1, 0.95))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--dtype", default=None, help="float32 (CPU default: faster than bf16 here) or bfloat16 (GPU)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clip-frames", type=int, default=64, help="frames of the synthetic source clip")
+    parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--out-md", type=Path, default=None)
+    parser.add_argument("--out-png", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep the clip and the .vqt files here (default: a temporary folder)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    dtype_name = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    dtype = getattr(torch, dtype_name)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    if args.worker:
+        [variant] = args.variants
+        [frames] = args.frames
+        print(json.dumps(run_variant(variant, frames, args.clip, args.cache_file, dtype, args.device)))
+        return 0
+
+    from vqtoken.synthetic import make_moving_square_clip, write_clip
+
+    results = []
+    started = datetime.datetime.now()
+    loads = [_load()]
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.work_dir or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = Path(folder) / "clip.mp4"
+        if not clip.exists():
+            write_clip(clip, make_moving_square_clip(args.clip_frames, 360, 640), fps=8)
+        for frames in args.frames:
+            cache_file = Path(folder) / f"clip-{frames}.vqt"
+            for variant in args.variants:
+                command = [sys.executable, "-m", "vqtoken.benchmarks.end_to_end", "--worker", "--variants", variant,
+                           "--frames", str(frames), "--clip", str(clip), "--cache-file", str(cache_file),
+                           "--dtype", dtype_name, "--device", args.device]
+                if args.threads:
+                    command += ["--threads", str(args.threads)]
+                print(f"[{datetime.datetime.now():%H:%M:%S}] {variant} {frames} frames (load {_load()})", flush=True)
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(done.stderr[-3000:], file=sys.stderr)
+                    continue
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["load_avg"] = _load()
+                loads.append(result["load_avg"])
+                results.append(result)
+                print(json.dumps(result), flush=True)
+                if args.out_json:
+                    args.out_json.write_text(json.dumps(results, indent=1))
+    import transformers
+
+    header = (f"Machine: {_machine()}; torch {torch.__version__}, transformers {transformers.__version__}, "
+              f"{dtype_name}, device {args.device}; started {started:%Y-%m-%d %H:%M}; load average (1/5/15 min) "
+              f"before and after each variant: {'; '.join(loads)}.")
+    table = header + "\n\n" + format_table(results)
+    print(table)
+    if args.out_md:
+        args.out_md.write_text(table + "\n")
+    if args.out_png and results:
+        plot(results, args.out_png)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    raise SystemExit(main())

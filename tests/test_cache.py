@@ -237,3 +237,14 @@ def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     assert answer.num_frames == 4 and 12 <= answer.num_clusters <= 32
     assert answer.visual_tokens == max(4, answer.num_clusters) + 1
 
+
+
+def test_vqtoken_encode_command(tmp_path):
+    import subprocess
+    import sys
+
+    [video] = _write_clips(tmp_path, 1)
+    done = subprocess.run([sys.executable, "-m", "vqtoken.cli", "encode", str(video), "-o", str(tmp_path / "out"),
+                           "--frames", "4", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 encoded" in done.stdout and read_cached_video(tmp_path / "out" / "clip0.vqt").num_frames == 4

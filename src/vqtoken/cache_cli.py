@@ -9,14 +9,18 @@ import logging
 from pathlib import Path
 
 
-def add_encode_arguments(parser):
-    """Adds the arguments of `vqtoken encode` to `parser` and sets `run=run_encode`."""
+def add_encode_arguments(parser, model_arguments: bool = True):
+    """
+    Adds the arguments of `vqtoken encode` to `parser` and sets `run=run_encode`. With `model_arguments=False` the
+    caller supplies `--model` and `--frames` itself (the `vqtoken` command shares them with its other sub-commands).
+    """
     parser.add_argument("videos", nargs="+", help="video files and/or folders of videos")
     parser.add_argument("-o", "--output", required=True,
                         help="output folder (one .vqt per video), or a .vqt file when encoding one video")
-    parser.add_argument("--model", default=None,
-                        help="model folder or Hub id (default: the built-in random-weight demo model)")
-    parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    if model_arguments:
+        parser.add_argument("--model", default=None,
+                            help="model folder or Hub id (default: the built-in random-weight demo model)")
+        parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
     parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_encode)
@@ -39,11 +43,14 @@ def load_model_and_processor(name: str | None):
     return model, AutoProcessor.from_pretrained(name)
 
 
-def run_encode(args) -> int:
-    """Runs `vqtoken encode`; prints a summary, returns 1 when a video failed."""
+def run_encode(args, load=None) -> int:
+    """
+    Runs `vqtoken encode`; prints a summary, returns 1 when a video failed. `load()` returns `(model, processor)`
+    (default: [`load_model_and_processor`] of `args.model`).
+    """
     from .cache import CACHE_SUFFIX, EncodeReport, encode_folder, encode_videos, output_is_current, source_fingerprint
 
-    model, processor = load_model_and_processor(args.model)
+    model, processor = load() if load is not None else load_model_and_processor(args.model)
     output = Path(args.output)
     single = output.suffix.lower() == CACHE_SUFFIX
     if single:

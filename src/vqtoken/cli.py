@@ -326,7 +326,24 @@ def run_visualize(args) -> int:
 # ------------------------------------------------------------------------------------------------------------- main
 
 # `vqtoken convert`, `push` (issue 4), `encode` (issue 7) and `train` (issue 6) register here the same way.
-COMMANDS = [add_demo, add_ask, add_visualize]
+def add_encode(subparsers):
+    from .cache_cli import add_encode_arguments
+
+    parser = subparsers.add_parser(
+        "encode", help="Encode videos once into .vqt files (codebook + index map), to ask them many questions later."
+    )
+    add_model_arguments(parser)
+    add_encode_arguments(parser, model_arguments=False)
+    parser.set_defaults(run=run_encode)
+
+
+def run_encode(args) -> int:
+    from .cache_cli import run_encode as encode
+
+    return encode(args, load=lambda: load_model(args)[:2])
+
+
+COMMANDS = [add_demo, add_ask, add_visualize, add_encode]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,26 +144,12 @@ def answer_prompts(
     _synchronize(device)
     timings["clustering"] = time.perf_counter() - start
 
-    clock = _GenerationClock()
-    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
-    settings["logits_processor"] = LogitsProcessorList([*(settings.get("logits_processor") or []), clock])
-    start = time.perf_counter()
-    output_ids = model.generate(**inputs, **generate_inputs, **settings)
-    _synchronize(device)
-    end = time.perf_counter()
-    first_token = clock.first_token_time if clock.first_token_time is not None else end
-    timings["prefill"] = first_token - start
-    timings["generation"] = end - first_token
-
-    # generate returns the re-aligned prompt followed by one column per decoding step
-    answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
-    grid = config.vision_config.image_size // config.vision_config.patch_size
-    stock_per_frame = (-(-grid // 2)) ** 2
+    answers = timed_generate(model, processor, {**inputs, **generate_inputs}, timings, max_new_tokens, **generate_kwargs)
     return [
         VideoAnswer(
-            answer=answer.strip(),
+            answer=answer,
             num_frames=len(video.frames),
-            visual_tokens_stock=len(video.frames) * stock_per_frame + 1,
+            visual_tokens_stock=stock_video_tokens(config, len(video.frames)),
             visual_tokens_clustered=len(video.frames) * frame_features.shape[2],
             visual_tokens=count,
             num_clusters=k,
@@ -171,6 +157,37 @@ def answer_prompts(
         )
         for answer, video, count, k in zip(answers, videos, video_token_counts, num_clusters)
     ]
+
+
+def timed_generate(
+    model, processor, inputs: dict, timings: dict[str, float], max_new_tokens: int = 64, **generate_kwargs
+) -> list[str]:
+    """
+    Runs `model.generate(**inputs)` (greedy unless told otherwise) and adds its `prefill` (up to the first token's
+    logits) and `generation` (the other tokens) times to `timings`.
+
+    Returns:
+        the decoded continuation of every row, stripped.
+    """
+    clock = _GenerationClock()
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
+    settings["logits_processor"] = LogitsProcessorList([*(settings.get("logits_processor") or []), clock])
+    start = time.perf_counter()
+    output_ids = model.generate(**inputs, **settings)
+    _synchronize(model.device)
+    end = time.perf_counter()
+    first_token = clock.first_token_time if clock.first_token_time is not None else end
+    timings["prefill"] = first_token - start
+    timings["generation"] = end - first_token
+    # generate returns the re-aligned prompt followed by one column per decoding step
+    answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
+    return [answer.strip() for answer in answers]
+
+
+def stock_video_tokens(config, num_frames: int) -> int:
+    """Tokens stock LLaVA-OneVision feeds for a video of `num_frames` frames: 2x2-pooled patch grids + the newline."""
+    grid = config.vision_config.image_size // config.vision_config.patch_size
+    return num_frames * (-(-grid // 2)) ** 2 + 1
 
 
 def ask_videos(
@@ -213,4 +230,13 @@ def ask_video(model, processor, video, question: str, **kwargs) -> VideoAnswer:
     return ask_videos(model, processor, [video], [question], **kwargs)[0]
 
 
-__all__ = ["VideoAnswer", "answer_prompts", "ask_video", "ask_videos", "decode_videos", "video_prompt"]
+__all__ = [
+    "VideoAnswer",
+    "answer_prompts",
+    "ask_video",
+    "ask_videos",
+    "decode_videos",
+    "stock_video_tokens",
+    "timed_generate",
+    "video_prompt",
+]

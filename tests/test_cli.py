@@ -108,3 +108,24 @@ def test_draw_clusters_colours_every_patch_by_its_cluster():
                 pixel = picture[top + row * cell + cell // 2, left + column * cell + cell // 2]
                 expected = np.rint((1 - OVERLAY_ALPHA) * 100 + OVERLAY_ALPHA * colors[index_map[frame, row, column]])
                 assert np.abs(pixel.astype(np.float32) - expected).max() <= 1, (frame, row, column)
+
+
+def test_encode_then_ask_the_cached_file_gives_the_same_answer(clip_file, tmp_path, capsys):
+    settings = ["--frames", "4", "--mode", "centroids", "--selection", "elbow", "--max-clusters", "16"]
+    cached = tmp_path / "square.vqt"
+    assert cli.main(["encode", str(clip_file), "-o", str(cached), *settings, "--no-progress"]) == 0
+    assert cached.exists()
+    capsys.readouterr()
+
+    question = "what colour is the square ?"
+    assert cli.main(["ask", str(clip_file), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert cli.main(["ask", str(cached), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    from_cache = json.loads(capsys.readouterr().out)
+
+    assert from_cache["answer"] == direct["answer"]
+    assert from_cache["num_clusters"] == direct["num_clusters"]
+    assert from_cache["visual_tokens"] == direct["visual_tokens"]
+    # no decoding, vision tower or clustering when asking a cached video
+    assert not {"decode", "vision", "clustering"} & set(from_cache["timings"])
+    assert {"decode", "vision", "clustering"} <= set(direct["timings"])

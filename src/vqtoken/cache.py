@@ -43,9 +43,8 @@ import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
-from transformers import LogitsProcessorList
 
-from .modeling.vqtoken_inference import VideoAnswer, _GenerationClock, _synchronize, video_prompt
+from .modeling.vqtoken_inference import VideoAnswer, stock_video_tokens, timed_generate, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 from .video_io import DecodedVideo, load_video
 
@@ -593,26 +592,14 @@ def ask_cached(
     ).to(model.device)
     timings["preprocess"] = time.perf_counter() - start
 
-    # the clock of `answer_prompts` (vqtoken_inference.py), so both paths time prefill and generation alike
-    clock = _GenerationClock()
-    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
-    settings["logits_processor"] = LogitsProcessorList([*(settings.get("logits_processor") or []), clock])
-    start = time.perf_counter()
-    output_ids = model.generate(**inputs, video_outputs=video_outputs, **settings)
-    _synchronize(model.device)
-    end = time.perf_counter()
-    first_token = clock.first_token_time if clock.first_token_time is not None else end
-    timings["prefill"] = first_token - start
-    timings["generation"] = end - first_token
-    answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
-    config = model.config
-    grid = config.vision_config.image_size // config.vision_config.patch_size
-    stock_per_frame = (-(-grid // 2)) ** 2
+    answers = timed_generate(
+        model, processor, {**inputs, "video_outputs": video_outputs}, timings, max_new_tokens, **generate_kwargs
+    )
     return [
         VideoAnswer(
-            answer=answer.strip(),
+            answer=answer,
             num_frames=video.num_frames,
-            visual_tokens_stock=video.num_frames * stock_per_frame + 1,
+            visual_tokens_stock=stock_video_tokens(model.config, video.num_frames),
             visual_tokens_clustered=video.index_map.numel(),
             visual_tokens=tokens.shape[0],
             num_clusters=video.num_clusters,

@@ -237,7 +237,7 @@ def add_ask(subparsers):
     parser = subparsers.add_parser(
         "ask", help="Ask a question about a video: the answer, the visual tokens before -> after, K, time per stage."
     )
-    parser.add_argument("video", help="path of the video file")
+    parser.add_argument("video", help="path of the video file, or of a .vqt file written by `vqtoken encode`")
     parser.add_argument("question", help="the question, e.g. \"What happens in this video?\"")
     add_model_arguments(parser)
     parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="longest answer in tokens (default 64)")
@@ -246,6 +246,7 @@ def add_ask(subparsers):
 
 
 def run_ask(args) -> int:
+    from .cache import ask_cached, is_cached_video
     from .demo import format_report
     from .inference import answer_prompts, decode_videos, video_prompt
 
@@ -253,15 +254,22 @@ def run_ask(args) -> int:
     with progress(args, 3, "loading the model") as bar:
         with step(bar, "loading the model"):
             model, processor, label, random_weights = load_model(args)
-        with step(bar, "decoding the video"):
-            start = time.perf_counter()
-            decoded = decode_videos([str(video)], args.frames)
-            timings = {"decode": time.perf_counter() - start}
-        with step(bar, "answering"):
-            prompt = video_prompt(processor, args.question)
-            result = answer_prompts(
-                model, processor, [prompt], decoded, max_new_tokens=args.max_new_tokens, timings=timings
-            )[0]
+        if is_cached_video(video):
+            # a .vqt file: no decoding, vision tower or clustering
+            with step(bar, "reading the cached video"):
+                pass
+            with step(bar, "answering"):
+                result = ask_cached(model, processor, [video], [args.question], max_new_tokens=args.max_new_tokens)[0]
+        else:
+            with step(bar, "decoding the video"):
+                start = time.perf_counter()
+                decoded = decode_videos([str(video)], args.frames)
+                timings = {"decode": time.perf_counter() - start}
+            with step(bar, "answering"):
+                prompt = video_prompt(processor, args.question)
+                result = answer_prompts(
+                    model, processor, [prompt], decoded, max_new_tokens=args.max_new_tokens, timings=timings
+                )[0]
     if args.json:
         report = {"video": str(video), "question": args.question, "model": args.model,
                   "random_weights": random_weights, **result.to_dict()}
@@ -325,7 +333,6 @@ def run_visualize(args) -> int:
 
 # ------------------------------------------------------------------------------------------------------------- main
 
-# `vqtoken convert`, `push` (issue 4), `encode` (issue 7) and `train` (issue 6) register here the same way.
 def add_encode(subparsers):
     from .cache_cli import add_encode_arguments
 
@@ -343,7 +350,30 @@ def run_encode(args) -> int:
     return encode(args, load=lambda: load_model(args)[:2])
 
 
-COMMANDS = [add_demo, add_ask, add_visualize, add_encode]
+def add_convert(subparsers):
+    from .conversion import add_convert_arguments, run_convert
+
+    parser = subparsers.add_parser("convert", help="Convert the released VQToken checkpoint into a Transformers folder.")
+    add_convert_arguments(parser)
+    parser.set_defaults(run=run_convert)
+
+
+def add_push(subparsers):
+    from .publish import add_push_arguments, run_push
+
+    parser = subparsers.add_parser("push", help="Publish a converted folder on the Hugging Face Hub (dry run unless --yes).")
+    add_push_arguments(parser)
+    parser.set_defaults(run=run_push)
+
+
+def add_train(subparsers):
+    from .training.cli import add_train_arguments
+
+    parser = subparsers.add_parser("train", help="Fine-tune VQToken from a YAML file (accelerate, datasets, peft).")
+    add_train_arguments(parser)
+
+
+COMMANDS = [add_demo, add_ask, add_visualize, add_encode, add_convert, add_push, add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,13 +9,14 @@ without the `vqtoken` package; `import vqtoken` registers it for in-process mode
 The work is done by [`answer_prompts`] (`vqtoken_inference.py`), the same staged path as `vqtoken ask`.
 """
 
+import os
 import time
 
 from transformers import GenerationConfig, Pipeline
 from transformers.utils import logging
 
 from .video_io import DEFAULT_NUM_FRAMES
-from .vqtoken_inference import answer_prompts, decode_videos, video_prompt
+from .vqtoken_inference import answer_prompts, answer_prompts_from_codebooks, decode_videos, video_prompt
 
 
 logger = logging.get_logger(__name__)
@@ -31,8 +32,20 @@ CUSTOM_PIPELINES = {
     }
 }
 
+# files written by `vqtoken encode` (codebook + index map); the pipeline answers them without the vision tower
+CACHED_VIDEO_SUFFIX = ".vqt"
+
 # keys of a `{"type": "video", ...}` chat content entry that may hold the video
 _VIDEO_KEYS = ("video", "path", "url", "file")
+
+
+def _load_cached_videos(paths: list, model, processor) -> list:
+    """Reads and validates `.vqt` files; they are written and checked by the `vqtoken` package (`vqtoken.cache`)."""
+    try:
+        from vqtoken.cache import load_cached_video
+    except ImportError as error:
+        raise ImportError("Reading .vqt files needs the vqtoken package: pip install vqtoken.") from error
+    return [load_cached_video(path, model, processor) for path in paths]
 
 
 def _is_message(value) -> bool:
@@ -57,6 +70,10 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
       `{"type": "video", "video": <path | file object | frames>}` entry (`"path"` or `"url"` with a local path are
       accepted too) and the text;
     - `pipe({"video": video, "text": "question"})`.
+
+    A video may also be a `.vqt` file written by `vqtoken encode` (reading it needs the `vqtoken` package): it is
+    answered from its codebook and index map, without decoding, vision tower or clustering. A batch is either all
+    `.vqt` files or all videos.
 
     Parameters (at construction or per call): `num_frames`, `max_new_tokens`, `return_full_text` (default `False`:
     the answer only; `True`: the prompt followed by the answer, or the chat with the assistant turn appended),
@@ -196,6 +213,14 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                 input_texts.append(request["question"])
             videos.append(video)
             prompts.append(prompt)
+        cached = [str(video).lower().endswith(CACHED_VIDEO_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
+        if any(cached):
+            if len(cached) != len(videos) or not all(cached):
+                raise ValueError("A batch mixes .vqt files and videos: give either cached videos or videos.")
+            start = time.perf_counter()
+            cached_videos = _load_cached_videos(videos, self.model, self.processor)
+            timings = {"load": time.perf_counter() - start}
+            return {"prompts": prompts, "cached_videos": cached_videos, "input_texts": input_texts, "timings": timings}
         start = time.perf_counter()
         decoded = decode_videos(videos, num_frames)
         timings = {"decode": time.perf_counter() - start}
@@ -236,15 +261,28 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
     def _forward(self, model_inputs, generate_kwargs=None):
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         max_new_tokens = generate_kwargs.pop("max_new_tokens", None)
-        answers = answer_prompts(
-            self.model,
-            self.processor,
-            model_inputs["prompts"],
-            model_inputs["videos"],
-            max_new_tokens=max_new_tokens,
-            timings=model_inputs["timings"],
-            **generate_kwargs,
-        )
+        if "cached_videos" in model_inputs:
+            cached_videos = model_inputs["cached_videos"]
+            answers = answer_prompts_from_codebooks(
+                self.model,
+                self.processor,
+                model_inputs["prompts"],
+                [video.codebook for video in cached_videos],
+                [video.index_map for video in cached_videos],
+                max_new_tokens=max_new_tokens,
+                timings=model_inputs["timings"],
+                **generate_kwargs,
+            )
+        else:
+            answers = answer_prompts(
+                self.model,
+                self.processor,
+                model_inputs["prompts"],
+                model_inputs["videos"],
+                max_new_tokens=max_new_tokens,
+                timings=model_inputs["timings"],
+                **generate_kwargs,
+            )
         return {"answers": answers, "prompts": model_inputs["prompts"], "input_texts": model_inputs["input_texts"]}
 
     def postprocess(self, model_outputs, return_full_text=False):

@@ -159,6 +159,59 @@ def answer_prompts(
     ]
 
 
+@torch.no_grad()
+def answer_prompts_from_codebooks(
+    model,
+    processor,
+    prompts: list[str],
+    codebooks: list[torch.Tensor],
+    index_maps: list[torch.LongTensor],
+    max_new_tokens: int = 64,
+    timings: dict[str, float] | None = None,
+    **generate_kwargs,
+) -> list["VideoAnswer"]:
+    """
+    Like [`answer_prompts`] for videos already quantized (e.g. read from `.vqt` files): no decoding, vision tower or
+    clustering. Stages: `tokens` (the codebook, or VQ-Attention over it), `preprocess` (tokenise the prompts; one
+    `<video>` per prompt is enough, `generate` stretches it), `prefill`, `generation`.
+
+    Args:
+        prompts: one prompt string per video, holding its video placeholder.
+        codebooks (`list[torch.Tensor]`, one per video, of shape `(num_clusters_i, hidden_size)`)
+        index_maps (`list[torch.LongTensor]`, one per video, of shape `(num_frames_i, tokens_per_frame)`)
+    """
+    if not (len(prompts) == len(codebooks) == len(index_maps)):
+        raise ValueError(f"Got {len(prompts)} prompts for {len(codebooks)} codebooks and {len(index_maps)} index maps.")
+    if not prompts:
+        raise ValueError("No video given.")
+    timings = dict(timings or {})
+    start = time.perf_counter()
+    video_outputs = model.model.video_outputs_from_codebooks(codebooks, index_maps)
+    _synchronize(model.device)
+    timings["tokens"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    processor.tokenizer.padding_side = "left"
+    inputs = processor.tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    timings["preprocess"] = time.perf_counter() - start
+
+    answers = timed_generate(
+        model, processor, {**inputs, "video_outputs": video_outputs}, timings, max_new_tokens, **generate_kwargs
+    )
+    return [
+        VideoAnswer(
+            answer=answer,
+            num_frames=index_map.shape[0],
+            visual_tokens_stock=stock_video_tokens(model.config, index_map.shape[0]),
+            visual_tokens_clustered=index_map.numel(),
+            visual_tokens=tokens.shape[0],
+            num_clusters=codebook.shape[0],
+            timings=dict(timings),
+        )
+        for answer, codebook, index_map, tokens in zip(answers, codebooks, index_maps, video_outputs.pooler_output)
+    ]
+
+
 def timed_generate(
     model, processor, inputs: dict, timings: dict[str, float], max_new_tokens: int = 64, **generate_kwargs
 ) -> list[str]:
@@ -233,6 +286,7 @@ def ask_video(model, processor, video, question: str, **kwargs) -> VideoAnswer:
 __all__ = [
     "VideoAnswer",
     "answer_prompts",
+    "answer_prompts_from_codebooks",
     "ask_video",
     "ask_videos",
     "decode_videos",

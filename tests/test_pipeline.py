@@ -196,3 +196,22 @@ def test_image_text_to_text_pipeline_takes_video_frames_in_chat_messages(build_m
                                                   {"type": "text", "text": QUESTION}]}]
         with pytest.raises(ImportError, match="torchcodec"):
             pipe(text=path_chat, max_new_tokens=1)
+
+
+def test_pipeline_answers_cached_videos_like_the_videos_themselves(build_model, clip_file, tmp_path):
+    from vqtoken.cache import encode_videos
+
+    model, processor = build_model(**SETTINGS)
+    pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
+    other = write_clip(tmp_path / "other.mp4", make_moving_square_clip(8, 32, 32, color=(0, 0, 255), seed=5), fps=8)
+    cached = encode_videos(model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4)
+    kwargs = generation_kwargs(processor)
+    fresh = pipe([str(clip_file), str(other)], text=[QUESTION, "which way does it move ?"], **kwargs)
+    from_cache = pipe([str(path) for path in cached], text=[QUESTION, "which way does it move ?"], **kwargs)
+    for fresh_result, cached_result in zip(fresh, from_cache):
+        fresh_result, cached_result = fresh_result[0], cached_result[0]
+        assert cached_result["generated_text"] == fresh_result["generated_text"]
+        assert cached_result["num_clusters"] == fresh_result["num_clusters"]
+        assert "vision" not in cached_result["timings"] and "load" in cached_result["timings"]
+    with pytest.raises(ValueError, match="mixes .vqt files and videos"):
+        pipe([str(cached[0]), str(clip_file)], text=QUESTION)

@@ -44,7 +44,7 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from .modeling.vqtoken_inference import VideoAnswer, stock_video_tokens, timed_generate, video_prompt
+from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 from .video_io import DecodedVideo, load_video
 
@@ -573,37 +573,16 @@ def ask_cached(
         raise ValueError(f"Got {len(paths)} cached videos but {len(questions)} questions: give one question per video.")
     if not paths:
         raise ValueError("No cached video given.")
-    timings = {}
     start = time.perf_counter()
     cached = [load_cached_video(path, model, processor) for path in paths]
-    timings["load"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    video_outputs = _inner_model(model).video_outputs_from_codebooks(
-        [video.codebook for video in cached], [video.index_map for video in cached]
+    timings = {"load": time.perf_counter() - start}
+    return answer_prompts_from_codebooks(
+        model,
+        processor,
+        [video_prompt(processor, question) for question in questions],
+        [video.codebook for video in cached],
+        [video.index_map for video in cached],
+        max_new_tokens,
+        timings=timings,
+        **generate_kwargs,
     )
-    timings["tokens"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    processor.tokenizer.padding_side = "left"
-    # the tokenizer alone: one <video> per prompt, which `generate` stretches to each video's token count
-    inputs = processor.tokenizer(
-        [video_prompt(processor, question) for question in questions], return_tensors="pt", padding=True
-    ).to(model.device)
-    timings["preprocess"] = time.perf_counter() - start
-
-    answers = timed_generate(
-        model, processor, {**inputs, "video_outputs": video_outputs}, timings, max_new_tokens, **generate_kwargs
-    )
-    return [
-        VideoAnswer(
-            answer=answer,
-            num_frames=video.num_frames,
-            visual_tokens_stock=stock_video_tokens(model.config, video.num_frames),
-            visual_tokens_clustered=video.index_map.numel(),
-            visual_tokens=tokens.shape[0],
-            num_clusters=video.num_clusters,
-            timings=dict(timings),
-        )
-        for answer, video, tokens in zip(answers, cached, video_outputs.pooler_output)
-    ]

@@ -1,0 +1,473 @@
+# Copyright 2026 The VQToken for Transformers authors. Licensed under the Apache License, Version 2.0.
+"""
+VQToken on LLaVA-OneVision: a video reaches the language model as a handful of tokens.
+
+The data path of one video, all in [`VQTokenLlavaOnevisionModel.get_video_features`]:
+
+    frames [T, 3, 384, 384]
+      -> vision tower (last kept layer)                 [T, 729, 1152]
+      -> multimodal projector                           [T, 729, D]
+      -> optional stock 2x2 pooling                     [T, 196, D]
+      -> flatten, unit-normalise, cosine K-means        codebook [K, D] + index map [T, 729]
+      -> mode "centroids": the codebook                 [K, D]
+         mode "attention": VQ-Attention(index map, codebook)  [max(T, K), D]
+      -> + image_newline                                [K + 1, D] or [max(T, K) + 1, D]
+      -> scattered into the video placeholders of the prompt
+
+Images are not compressed: they follow stock OneVision. Mode `"off"` is stock OneVision for videos too.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import logging
+
+from .configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
+from .vqtoken_attention import VQTokenAttention, VQTokenMultiheadAttention
+from .vqtoken_kmeans import quantize_video_tokens
+
+
+logger = logging.get_logger(__name__)
+
+REMOTE_CODE_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText", "AutoModelForMultimodalLM")
+
+
+@dataclass
+class VQTokenVideoOutput(BaseModelOutputWithPooling):
+    r"""
+    Output of [`VQTokenLlavaOnevisionModel.get_video_features`] in the `"centroids"` and `"attention"` modes.
+
+    pooler_output (`list[torch.Tensor]`, one per video, of shape `(num_video_tokens_i, hidden_size)`):
+        The tokens the language model reads for each video, `image_newline` included.
+    codebooks (`list[torch.Tensor]`, one per video, of shape `(num_clusters_i, hidden_size)`):
+        Mean of the unit-normalised projected tokens of each cluster (zero for an empty cluster).
+    index_maps (`list[torch.LongTensor]`, one per video, of shape `(num_frames, tokens_per_frame)`):
+        The cluster id of every token of every frame (the token-hash index map).
+    num_clusters (`torch.LongTensor` of shape `(num_videos,)`):
+        The number of clusters chosen for each video.
+    """
+
+    codebooks: list[torch.Tensor] | None = None
+    index_maps: list[torch.Tensor] | None = None
+    num_clusters: torch.LongTensor | None = None
+
+
+class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
+    """LLaVA-OneVision whose video features are a VQToken codebook (optionally mixed by VQ-Attention)."""
+
+    config_class = VQTokenLlavaOnevisionConfig
+
+    def __init__(self, config: VQTokenLlavaOnevisionConfig):
+        super().__init__(config)
+        self.vq_attention = VQTokenAttention(config)
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, VQTokenMultiheadAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+            init.zeros_(module.out_proj.bias)
+
+    def get_frame_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+    ) -> torch.Tensor:
+        """
+        Projected vision features of every frame, before any compression.
+
+        Args:
+            pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
+
+        Returns:
+            `torch.Tensor` of shape `(num_videos, num_frames, tokens_per_frame, hidden_size)`; `tokens_per_frame` is
+            the full patch grid (729 for SigLIP 384/14), or the 2x2-pooled grid when `vqtoken_spatial_pool` is set.
+        """
+        if vision_feature_layer is None:
+            vision_feature_layer = self.config.vision_feature_layer
+        if vision_feature_select_strategy is None:
+            vision_feature_select_strategy = self.config.vision_feature_select_strategy
+        if pixel_values_videos.ndim != 5:
+            raise ValueError(
+                "`pixel_values_videos` must have shape (num_videos, num_frames, channels, height, width), got "
+                f"{tuple(pixel_values_videos.shape)}."
+            )
+        num_videos, num_frames = pixel_values_videos.shape[:2]
+        vision_outputs = self.vision_tower(
+            pixel_values_videos.flatten(0, 1), output_hidden_states=True, return_dict=True
+        )
+        if isinstance(vision_feature_layer, int):
+            selected = vision_outputs.hidden_states[vision_feature_layer]
+        else:
+            selected = torch.cat([vision_outputs.hidden_states[layer] for layer in vision_feature_layer], dim=-1)
+        if vision_feature_select_strategy == "default":
+            selected = selected[:, 1:]
+        frame_features = self.multi_modal_projector(selected)
+        if self.config.vqtoken_spatial_pool:
+            frame_features = self.apply_pooling(frame_features)
+        return frame_features.unflatten(0, (num_videos, num_frames))
+
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **kwargs,
+    ) -> VQTokenVideoOutput | BaseModelOutputWithPooling:
+        """
+        Encodes videos into the tokens the language model reads.
+
+        Args:
+            pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
+
+        Returns:
+            In mode `"off"`, the stock OneVision output (`pooler_output` of shape `(num_videos, num_frames * 196 + 1,
+            hidden_size)`). Otherwise a [`VQTokenVideoOutput`] whose `pooler_output` holds one `(num_tokens_i,
+            hidden_size)` tensor per video, with `num_tokens_i = K_i + 1` (`"centroids"`) or `max(T, K_i) + 1`
+            (`"attention"`), and the codebooks, index maps and chosen K of every video.
+        """
+        self.config.validate_vqtoken()
+        if self.config.vqtoken_mode == "off":
+            return super().get_video_features(
+                pixel_values_videos,
+                vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy,
+                **kwargs,
+            )
+        frame_features = self.get_frame_features(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)
+        return self.quantize_frame_features(frame_features)
+
+    def quantize_frame_features(self, frame_features: torch.Tensor) -> VQTokenVideoOutput:
+        """
+        Clusters each video's tokens with the configured selection method and builds the tokens of the current mode.
+
+        Args:
+            frame_features (`torch.Tensor` of shape `(num_videos, num_frames, tokens_per_frame, hidden_size)`): the
+                output of [`~VQTokenLlavaOnevisionModel.get_frame_features`].
+
+        Returns:
+            [`VQTokenVideoOutput`].
+        """
+        num_videos, num_frames, tokens_per_frame, hidden_size = frame_features.shape
+        quantization = quantize_video_tokens(
+            frame_features.reshape(num_videos, num_frames * tokens_per_frame, hidden_size),
+            selection_method=self.config.vqtoken_selection_method,
+            min_clusters=self.config.vqtoken_min_clusters,
+            max_clusters=self.config.vqtoken_max_clusters,
+            max_iterations=self.config.vqtoken_max_iterations,
+            tolerance=self.config.vqtoken_tolerance,
+            seed=self.config.vqtoken_seed,
+            backend=self.config.vqtoken_kmeans_backend,
+        )
+        codebooks = [
+            quantization.codebooks[video, : int(quantization.num_clusters[video])].to(frame_features.dtype)
+            for video in range(num_videos)
+        ]
+        index_maps = list(quantization.index_maps.view(num_videos, num_frames, tokens_per_frame))
+        return self.video_outputs_from_codebooks(codebooks, index_maps)
+
+    def video_outputs_from_codebooks(
+        self, codebooks: list[torch.Tensor], index_maps: list[torch.Tensor]
+    ) -> VQTokenVideoOutput:
+        """
+        The tokens the language model reads for videos already quantized (freshly, or read back from a cache).
+
+        Args:
+            codebooks (`list[torch.Tensor]`, one per video, of shape `(num_clusters_i, hidden_size)`)
+            index_maps (`list[torch.LongTensor]`, one per video, of shape `(num_frames_i, tokens_per_frame)`)
+
+        Returns:
+            [`VQTokenVideoOutput`]: per video `codebook + newline` (`"centroids"`) or
+            `VQ-Attention(index_map, codebook) + newline` (`"attention"`).
+        """
+        if self.config.vqtoken_mode == "off":
+            raise ValueError("`vqtoken_mode='off'` does not use codebooks: set 'centroids' or 'attention'.")
+        dtype = self.image_newline.dtype
+        video_tokens = []
+        for codebook, index_map in zip(codebooks, index_maps, strict=True):
+            codebook = codebook.to(self.image_newline.device, dtype)
+            index_map = index_map.to(self.image_newline.device)
+            if self.config.vqtoken_mode == "attention":
+                tokens = self.vq_attention(index_map, codebook)
+            else:
+                tokens = codebook
+            video_tokens.append(torch.cat([tokens, self.image_newline[None, :].to(tokens.dtype)], dim=0))
+        return VQTokenVideoOutput(
+            pooler_output=video_tokens,
+            codebooks=list(codebooks),
+            index_maps=list(index_maps),
+            num_clusters=torch.tensor([codebook.shape[0] for codebook in codebooks]),
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        batch_num_images: torch.LongTensor | None = None,
+        mm_encoder_outputs: dict | None = None,
+        **kwargs,
+    ):
+        """
+        Stock OneVision forward, except that compressed videos are encoded here and handed over as precomputed
+        features (the stock path expects one equal-length tensor for all videos).
+        """
+        compress = pixel_values_videos is not None and self.config.vqtoken_mode != "off"
+        if compress:
+            if mm_encoder_outputs is not None:
+                raise ValueError("Pass either `pixel_values_videos` or `mm_encoder_outputs`, not both.")
+            mm_encoder_outputs = {
+                "video": self.get_video_features(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)
+            }
+            if pixel_values is not None:
+                mm_encoder_outputs["image"] = self.get_image_features(
+                    pixel_values,
+                    image_sizes,
+                    vision_feature_layer=vision_feature_layer,
+                    vision_feature_select_strategy=vision_feature_select_strategy,
+                    batch_num_images=batch_num_images,
+                    return_dict=True,
+                )
+            pixel_values = pixel_values_videos = None
+        video_outputs = (mm_encoder_outputs or {}).get("video")
+        if video_outputs is not None and isinstance(video_outputs.pooler_output, (list, tuple)):
+            self._check_video_placeholders(input_ids, video_outputs.pooler_output)
+            packed = VQTokenVideoOutput(
+                pooler_output=torch.cat(list(video_outputs.pooler_output), dim=0)[None],
+                codebooks=video_outputs.codebooks,
+                index_maps=video_outputs.index_maps,
+                num_clusters=video_outputs.num_clusters,
+            )
+            mm_encoder_outputs = {**mm_encoder_outputs, "video": packed}
+        return super().forward(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            image_sizes=image_sizes,
+            pixel_values_videos=pixel_values_videos,
+            vision_feature_layer=vision_feature_layer,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            batch_num_images=batch_num_images,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+
+    def _check_video_placeholders(self, input_ids: torch.LongTensor | None, video_tokens: list[torch.Tensor]):
+        if input_ids is None:
+            return
+        placeholders = int((input_ids == self.config.video_token_id).sum())
+        produced = sum(tokens.shape[0] for tokens in video_tokens)
+        if placeholders != produced:
+            raise ValueError(
+                f"The prompt holds {placeholders} video placeholder tokens but the videos produced {produced} tokens "
+                f"({[tokens.shape[0] for tokens in video_tokens]} per video). With an adaptive "
+                "`vqtoken_selection_method` the count is known only after encoding: call `generate`, which "
+                "reconciles it, or `align_video_placeholders` before `forward`."
+            )
+
+    def align_video_placeholders(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None,
+        num_video_tokens: list[int],
+        labels: torch.LongTensor | None = None,
+        pad_token_id: int = 0,
+        padding_side: str = "left",
+    ) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor | None]:
+        """
+        Rewrites every run of video placeholders to the number of tokens its video produced, and re-pads the batch.
+
+        Videos are matched to placeholder runs in order, row by row; two videos of one prompt must be separated by at
+        least one other token (chat templates do this).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`)
+            attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): padding mask.
+            num_video_tokens (`list[int]`): tokens produced by each video of the batch, in order.
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): rewritten alongside;
+                video positions get -100.
+            pad_token_id (`int`): id written at padded positions.
+            padding_side (`str`): `"left"` (generation) or `"right"`.
+
+        Returns:
+            `(input_ids, attention_mask, labels)` of shape `(batch_size, new_sequence_length)`; `labels` is `None`
+            when none were given.
+        """
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        video_token_id = self.config.video_token_id
+        rows, label_rows = [], []
+        video = 0
+        for row in range(input_ids.shape[0]):
+            keep = attention_mask[row].bool()
+            ids = input_ids[row][keep]
+            row_labels = labels[row][keep] if labels is not None else None
+            is_video = ids == video_token_id
+            starts = torch.nonzero(is_video & ~torch.cat([is_video.new_zeros(1), is_video[:-1]])).flatten().tolist()
+            ends = torch.nonzero(is_video & ~torch.cat([is_video[1:], is_video.new_zeros(1)])).flatten().tolist()
+            pieces, label_pieces, cursor = [], [], 0
+            for start, end in zip(starts, ends):
+                if video >= len(num_video_tokens):
+                    raise ValueError(
+                        f"Row {row} of `input_ids` has more video placeholder runs than the {len(num_video_tokens)} "
+                        "videos given."
+                    )
+                count = num_video_tokens[video]
+                pieces += [ids[cursor:start], ids.new_full((count,), video_token_id)]
+                if row_labels is not None:
+                    label_pieces += [row_labels[cursor:start], row_labels.new_full((count,), -100)]
+                cursor = end + 1
+                video += 1
+            pieces.append(ids[cursor:])
+            rows.append(torch.cat(pieces))
+            if row_labels is not None:
+                label_pieces.append(row_labels[cursor:])
+                label_rows.append(torch.cat(label_pieces))
+        if video != len(num_video_tokens):
+            raise ValueError(
+                f"`input_ids` holds {video} runs of video placeholders but {len(num_video_tokens)} videos were given."
+            )
+        length = max(row.shape[0] for row in rows)
+        new_ids = input_ids.new_full((len(rows), length), pad_token_id)
+        new_mask = attention_mask.new_zeros((len(rows), length))
+        new_labels = labels.new_full((len(rows), length), -100) if labels is not None else None
+        for index, row in enumerate(rows):
+            span = slice(length - row.shape[0], length) if padding_side == "left" else slice(0, row.shape[0])
+            new_ids[index, span] = row
+            new_mask[index, span] = 1
+            if new_labels is not None:
+                new_labels[index, span] = label_rows[index]
+        return new_ids, new_mask, new_labels
+
+
+class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
+    """
+    LLaVA-OneVision with VQToken video compression. Weights, images and text behave as the stock model; videos reach
+    the language model as `K + 1` (centroids) or `max(T, K) + 1` (attention) tokens.
+    """
+
+    config_class = VQTokenLlavaOnevisionConfig
+
+    def __init__(self, config: VQTokenLlavaOnevisionConfig):
+        super().__init__(config)
+        self.model = VQTokenLlavaOnevisionModel(config)
+        self.post_init()
+
+    def get_frame_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.get_frame_features(pixel_values_videos, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder also maps `AutoModel`, `AutoModelForImageTextToText` and
+        `AutoModelForMultimodalLM` to this class for `trust_remote_code=True` loading, and declares the
+        `video-text-to-text` pipeline (`custom_pipelines` in config.json; its file is copied with the model code, as a
+        relative import of this file)."""
+        from .pipeline_vqtoken_llava_onevision import CUSTOM_PIPELINES
+
+        class_path = f"{self.__class__.__module__.split('.')[-1]}.{self.__class__.__name__}"
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        for auto_class in REMOTE_CODE_AUTO_CLASSES:
+            auto_map[auto_class] = class_path
+        self.config.auto_map = auto_map
+        # `custom_pipelines` describes the saved folder only: the in-memory config is left as it was
+        previous = getattr(self.config, "custom_pipelines", None)
+        self.config.custom_pipelines = {**(previous or {}), **CUSTOM_PIPELINES}
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is None:
+                del self.config.custom_pipelines
+            else:
+                self.config.custom_pipelines = previous
+
+    def align_video_placeholders(self, *args, **kwargs):
+        return self.model.align_video_placeholders(*args, **kwargs)
+
+    @torch.no_grad()
+    def encode_videos(self, pixel_values_videos: torch.Tensor, **kwargs) -> VQTokenVideoOutput:
+        """
+        Encodes videos once, for asking them many questions: vision tower, projector and clustering, without the
+        language model. Pass the result to `generate(video_outputs=...)`, or store its `codebooks` and `index_maps`
+        (the `vqtoken` package writes them to `.vqt` files) and rebuild the tokens later with
+        [`~VQTokenLlavaOnevisionModel.video_outputs_from_codebooks`].
+
+        Args:
+            pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
+            **kwargs: `vision_feature_layer`, `vision_feature_select_strategy` (default: the configuration's).
+
+        Returns:
+            [`VQTokenVideoOutput`] as [`~VQTokenLlavaOnevisionModel.get_video_features`] in mode `"centroids"` or
+            `"attention"`.
+        """
+        if self.config.vqtoken_mode == "off":
+            raise ValueError("`encode_videos` needs `vqtoken_mode` 'centroids' or 'attention', not 'off'.")
+        self.config.validate_vqtoken()
+        frame_features = self.model.get_frame_features(pixel_values_videos.to(self.dtype), **kwargs)
+        return self.model.quantize_frame_features(frame_features)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        video_outputs: VQTokenVideoOutput | None = None,
+        **kwargs,
+    ):
+        """
+        `GenerationMixin.generate`, with compressed videos encoded first: every run of video placeholders is
+        rewritten to the number of tokens its video produced (each video may get its own K), the batch is re-padded
+        on the left, and the encoded videos are passed on as precomputed features. A sample of a batch therefore gets
+        the same tokens as when it is generated alone.
+
+        Args:
+            video_outputs ([`VQTokenVideoOutput`], *optional*): videos encoded beforehand (e.g. read from a cache),
+                instead of `pixel_values_videos`.
+        """
+        if pixel_values_videos is not None and video_outputs is not None:
+            raise ValueError("Pass either `pixel_values_videos` or `video_outputs`, not both.")
+        if pixel_values_videos is not None and self.config.vqtoken_mode != "off":
+            video_outputs = self.model.get_video_features(
+                pixel_values_videos,
+                kwargs.get("vision_feature_layer"),
+                kwargs.get("vision_feature_select_strategy"),
+            )
+            pixel_values_videos = None
+        if video_outputs is not None:
+            if input_ids is None:
+                raise ValueError("`generate` with videos needs `input_ids` holding the video placeholders.")
+            generation_config = kwargs.get("generation_config") or self.generation_config
+            pad_token_id = generation_config.pad_token_id
+            if pad_token_id is None:
+                pad_token_id = self.config.text_config.pad_token_id or 0
+            if isinstance(pad_token_id, (list, tuple)):
+                pad_token_id = pad_token_id[0]
+            input_ids, attention_mask, _ = self.model.align_video_placeholders(
+                input_ids,
+                attention_mask,
+                [tokens.shape[0] for tokens in video_outputs.pooler_output],
+                pad_token_id=int(pad_token_id),
+            )
+            mm_encoder_outputs = dict(kwargs.pop("mm_encoder_outputs", None) or {})
+            mm_encoder_outputs["video"] = video_outputs
+            kwargs["mm_encoder_outputs"] = mm_encoder_outputs
+        if pixel_values_videos is not None:
+            kwargs["pixel_values_videos"] = pixel_values_videos
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+VQTokenLlavaOnevisionForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+
+__all__ = [
+    "VQTokenLlavaOnevisionForConditionalGeneration",
+    "VQTokenLlavaOnevisionModel",
+    "VQTokenVideoOutput",
+]

@@ -1,0 +1,84 @@
+# Copyright 2026 The VQToken for Transformers authors. Licensed under the Apache License, Version 2.0.
+"""Processor of VQToken on LLaVA-OneVision: stock OneVision processing, with the video placeholder count of VQToken."""
+
+from transformers import LlavaOnevisionProcessor
+from transformers.processing_utils import MultiModalData
+
+from .configuration_vqtoken_llava_onevision import VQTOKEN_MODES
+
+
+class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
+    r"""
+    Tokenizer, image processor and video processor of LLaVA-OneVision. Each `<video>` of a prompt is expanded to the
+    number of tokens the model produces for it:
+
+    - `vqtoken_mode="off"`: `num_frames * 196 + 1`, as stock OneVision;
+    - `"centroids"`: `vqtoken_max_clusters + 1`;
+    - `"attention"`: `max(num_frames, vqtoken_max_clusters) + 1`.
+
+    With an adaptive selection method the model may choose fewer clusters; `generate` rewrites the placeholder runs
+    to the actual counts, so the processor writes the count for `vqtoken_max_clusters`.
+
+    Args:
+        vqtoken_mode (`str`, *optional*, defaults to `"attention"`): as in the model configuration.
+        vqtoken_max_clusters (`int`, *optional*, defaults to 32): as in the model configuration.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        video_processor=None,
+        num_image_tokens=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        image_token="<image>",
+        video_token="<video>",
+        vision_aspect_ratio="anyres_max_9",
+        vqtoken_mode="attention",
+        vqtoken_max_clusters=32,
+        **kwargs,
+    ):
+        if vqtoken_mode not in VQTOKEN_MODES:
+            raise ValueError(f"`vqtoken_mode` must be one of {VQTOKEN_MODES}, got {vqtoken_mode!r}.")
+        if isinstance(vqtoken_max_clusters, bool) or not isinstance(vqtoken_max_clusters, int) or vqtoken_max_clusters < 1:
+            raise ValueError(f"`vqtoken_max_clusters` must be a positive integer, got {vqtoken_max_clusters!r}.")
+        self.vqtoken_mode = vqtoken_mode
+        self.vqtoken_max_clusters = vqtoken_max_clusters
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            num_image_tokens=num_image_tokens,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            chat_template=chat_template,
+            image_token=image_token,
+            video_token=video_token,
+            vision_aspect_ratio=vision_aspect_ratio,
+            **kwargs,
+        )
+
+    def num_video_tokens(self, num_frames: int) -> int:
+        """Number of placeholder tokens written for a video of `num_frames` frames, the newline included."""
+        if self.vqtoken_mode == "off":
+            pooled_side = -(-int(self.num_image_tokens**0.5) // 2)
+            return num_frames * pooled_side * pooled_side + 1
+        if self.vqtoken_mode == "centroids":
+            return self.vqtoken_max_clusters + 1
+        return max(num_frames, self.vqtoken_max_clusters) + 1
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        processed_video = video_inputs["pixel_values_videos"][video_idx]
+        num_frames = len(processed_video) if isinstance(processed_video, (list, tuple)) else processed_video.shape[0]
+        return self.video_token * self.num_video_tokens(num_frames)
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs):
+        vision_data = super()._get_num_multimodal_tokens(image_sizes=image_sizes, **kwargs)
+        if video_sizes is not None:
+            vision_data["num_video_tokens"] = [self.num_video_tokens(num_frames) for num_frames, _, _ in video_sizes]
+        return MultiModalData(**vision_data)
+
+
+__all__ = ["VQTokenLlavaOnevisionProcessor"]
+
+VQTokenLlavaOnevisionProcessor.register_for_auto_class()

@@ -2,16 +2,17 @@
 
     python examples/ask_batch.py [VIDEO ...] [--model ID_OR_DIR]
 
-Without videos three generated clips are used; without --model the built-in default (RANDOM weights).
+Without videos three generated clips are used; without --model the built-in default.
 """
 
 import argparse
 import tempfile
 
 import vqtoken  # noqa: F401
-from vqtoken.demo import build_random_demo_model
+from vqtoken.demo import load_model_and_processor
+from vqtoken.training.synthetic_data import ClipSpec, render_clip
 from vqtoken.inference import ask_videos
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.synthetic import write_clip
 
 
 parser = argparse.ArgumentParser()
@@ -19,23 +20,15 @@ parser.add_argument("videos", nargs="*")
 parser.add_argument("--model")
 args = parser.parse_args()
 
-if args.model:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    model = AutoModelForImageTextToText.from_pretrained(args.model).eval()
-    processor = AutoProcessor.from_pretrained(args.model)
-else:
-    model, processor = build_random_demo_model(vqtoken_selection_method="elbow")
+model, processor = load_model_and_processor(args.model)  # None: the built-in default
 
 videos = args.videos
 if not videos:
     folder = tempfile.mkdtemp()
-    clips = [((255, 0, 0), "right"), ((0, 255, 0), "down"), ((0, 0, 255), "left")]
-    videos = [
-        write_clip(f"{folder}/clip{index}.mp4", make_moving_square_clip(32, 112, 112, color, direction), fps=8)
-        for index, (color, direction) in enumerate(clips)
-    ]
-questions = ["Which way does the square move?"] * len(videos)
+    clips = [render_clip(ClipSpec(colour, "square", direction, count=1, seed=index), num_frames=16, size=64)
+             for index, (colour, direction) in enumerate([("red", "right"), ("green", "down"), ("blue", "left")])]
+    videos = [write_clip(f"{folder}/clip{index}.mp4", clip, fps=8) for index, clip in enumerate(clips)]
+questions = ["what colour is the shape ?"] * len(videos)
 
-for video, result in zip(videos, ask_videos(model, processor, videos, questions, num_frames=16, max_new_tokens=16)):
+for video, result in zip(videos, ask_videos(model, processor, videos, questions, num_frames=8, max_new_tokens=16)):
     print(f"{video}: {result.answer!r}  tokens {result.visual_tokens_stock} -> {result.visual_tokens}, K = {result.num_clusters}")

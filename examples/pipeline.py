@@ -3,8 +3,8 @@
     python examples/pipeline.py [VIDEO] [--model ID_OR_DIR]
 
 With a saved folder or Hub repository the pipeline also loads without the vqtoken package:
-`pipeline("video-text-to-text", model=folder, trust_remote_code=True)`. Without --model the built-in default (RANDOM
-weights) is used through `import vqtoken`, which registers the task.
+`pipeline("video-text-to-text", model=folder, trust_remote_code=True)`. Without --model the built-in default is used
+through `import vqtoken`, which registers the task.
 """
 
 import argparse
@@ -13,8 +13,8 @@ import tempfile
 from transformers import pipeline
 
 import vqtoken  # noqa: F401  (registers the "video-text-to-text" task)
-from vqtoken.demo import build_random_demo_model
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.demo import demo_clip, load_model_and_processor
+from vqtoken.synthetic import write_clip
 
 
 parser = argparse.ArgumentParser()
@@ -23,14 +23,14 @@ parser.add_argument("--model")
 args = parser.parse_args()
 
 if args.model:
-    pipe = pipeline("video-text-to-text", model=args.model, trust_remote_code=True, num_frames=16)
+    pipe = pipeline("video-text-to-text", model=args.model, trust_remote_code=True, num_frames=8)
 else:
-    model, processor = build_random_demo_model(vqtoken_selection_method="elbow")
-    pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=16)
-video = args.video or write_clip(tempfile.mkdtemp() + "/square.mp4", make_moving_square_clip(32, 112, 112), fps=8)
+    model, processor = load_model_and_processor(None)
+    pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=8)
+video = args.video or write_clip(tempfile.mkdtemp() + "/shape.mp4", demo_clip(16), fps=8)
 
 # a video and a question
-print(pipe(video, text="What colour is the square?", max_new_tokens=16)[0])
+print(pipe(video, text="what colour is the shape ?", max_new_tokens=16)[0])
 
 # chat messages, and a list of requests answered as one batch
 chat = [{"role": "user", "content": [{"type": "video", "path": str(video)}, {"type": "text", "text": "Describe it."}]}]

@@ -231,8 +231,10 @@ def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     assert cache_cli.main([str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--no-progress"]) == 1
     assert "1 encoded, 0 already done, 1 failed" in capsys.readouterr().out
 
-    # the built-in model is seeded: a fresh copy accepts the file
-    model, processor = cache_cli.load_model_and_processor(None)
+    # a fresh copy of the built-in default accepts the file
+    from vqtoken.demo import load_model_and_processor
+
+    model, processor = load_model_and_processor(None)
     answer = ask_cached(model, processor, [tmp_path / "one.vqt"], [QUESTION], max_new_tokens=2)[0]
     assert answer.num_frames == 4 and 12 <= answer.num_clusters <= 32
     assert answer.visual_tokens == max(4, answer.num_clusters) + 1

@@ -29,10 +29,11 @@ def test_ask_json_reports_tokens_k_and_stages(clip_file):
                      "--selection", "fixed", "--max-clusters", "5", "--max-new-tokens", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["random_weights"] is True and report["model"] is None
-    assert report["num_frames"] == 4 and report["visual_tokens_clustered"] == 4 * 64
+    assert report["model"] is None and report["model_label"].startswith("built-in default")
+    # the built-in default: 64 px frames in 16 px patches, 4 x 4 tokens per frame (2 x 2 after stock pooling)
+    assert report["num_frames"] == 4 and report["visual_tokens_clustered"] == 4 * 16
     assert report["num_clusters"] == 5 and report["visual_tokens"] == 5 + 1
-    assert report["visual_tokens_stock"] == 4 * 16 + 1
+    assert report["visual_tokens_stock"] == 4 * 4 + 1
     assert list(report["timings"]) == ["decode", "preprocess", "vision", "clustering", "prefill", "generation"]
     assert isinstance(report["answer"], str)
     assert "Traceback" not in result.stderr
@@ -61,8 +62,8 @@ def test_not_a_video_exits_1_without_traceback(tmp_path):
 
 
 def test_setting_rejected_by_the_model_is_a_usage_error(clip_file, capsys):
-    # the default model selects K adaptively from 12: a maximum of 4 is no range
-    assert cli.main(["ask", str(clip_file), "q", "--max-clusters", "4", "--quiet"]) == 2
+    # an adaptive selection from the default's minimum of 12 clusters up to 4 is no range
+    assert cli.main(["ask", str(clip_file), "q", "--selection", "elbow", "--max-clusters", "4", "--quiet"]) == 2
     assert "--max-clusters" in capsys.readouterr().err
     assert cli.main(["visualize", str(clip_file), "--out", "x.png", "--mode", "off"]) == 2
     assert cli.main(["ask", str(clip_file), "q", "--model", "./no/such/folder"]) == 1
@@ -77,19 +78,20 @@ def test_visualize_writes_a_cluster_picture(clip_file, tmp_path):
     result = vqtoken("visualize", str(clip_file), "--out", str(out), "--frames", "4", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["num_frames"] == 4 and report["grid"] == 8
-    assert sum(report["cluster_sizes"]) == 4 * 64 and len(report["cluster_sizes"]) == report["num_clusters"]
+    # the built-in default: 64 px frames in 16 px patches, a 4 x 4 grid per frame
+    assert report["num_frames"] == 4 and report["grid"] == 4
+    assert sum(report["cluster_sizes"]) == 4 * 16 and len(report["cluster_sizes"]) == report["num_clusters"]
     assert not [path for path in tmp_path.iterdir() if path != out]  # no temporary file left behind
     picture = np.asarray(Image.open(out).convert("RGB"))
     (width, height), corners = layout(4)
     assert picture.shape == (height, width, 3)
     assert picture.astype(np.float32).var() > 100
-    # the first panel is split into the 8 x 8 patch grid: pixels of one patch share the cluster tint
+    # the first panel is split into the 4 x 4 patch grid: pixels of one patch share the cluster tint
     left, top = corners[0]
     panel = picture[top : top + PANEL, left : left + PANEL].astype(np.int32)
-    cell = PANEL // 8
-    centres = {tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(8) for column in
-               range(8)}
+    cell = PANEL // 4
+    centres = {tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(4) for column in
+               range(4)}
     assert len(centres) >= 2
 
 

@@ -19,28 +19,12 @@ def add_encode_arguments(parser, model_arguments: bool = True):
                         help="output folder (one .vqt per video), or a .vqt file when encoding one video")
     if model_arguments:
         parser.add_argument("--model", default=None,
-                            help="model folder or Hub id (default: the built-in random-weight demo model)")
+                            help="model folder or Hub id (default: the built-in default model)")
         parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
     parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_encode)
     return parser
-
-
-def load_model_and_processor(name: str | None):
-    """A model folder / Hub id loaded with the Auto classes, or the built-in random-weight demo model for `None`."""
-    if name is None:
-        from .demo import build_random_demo_model
-
-        return build_random_demo_model(
-            vqtoken_mode="attention", vqtoken_selection_method="elbow", vqtoken_min_clusters=12, vqtoken_max_clusters=32
-        )
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from . import VQTokenLlavaOnevisionForConditionalGeneration  # noqa: F401  (registers the Auto classes)
-
-    model = AutoModelForImageTextToText.from_pretrained(name).eval()
-    return model, AutoProcessor.from_pretrained(name)
 
 
 def run_encode(args, load=None) -> int:
@@ -49,6 +33,8 @@ def run_encode(args, load=None) -> int:
     (default: [`load_model_and_processor`] of `args.model`).
     """
     from .cache import CACHE_SUFFIX, EncodeReport, encode_folder, encode_videos, output_is_current, source_fingerprint
+
+    from .demo import load_model_and_processor
 
     model, processor = load() if load is not None else load_model_and_processor(args.model)
     output = Path(args.output)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-RANDOM_DEFAULT_LABEL = "built-in default: a small model with RANDOM weights (answers are meaningless)"
 MODES = ("attention", "centroids", "off")
 SELECTIONS = ("fixed", "elbow", "elbow_corrected", "silhouette")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -126,25 +125,19 @@ def load_model(args):
     The model and processor of `args.model` with the command-line settings applied, or the built-in default.
 
     Returns:
-        `(model, processor, label, random_weights)`.
+        `(model, processor, label)`: `label` names the model in reports.
     """
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     overrides = vqtoken_overrides(args)
     if args.model is None:
-        from .demo import build_random_demo_model
+        from .demo import DEFAULT_MODEL_LABEL, load_default_model
 
-        settings = {
-            "vqtoken_mode": "attention",
-            "vqtoken_selection_method": "elbow",
-            "vqtoken_min_clusters": 12,
-            "vqtoken_max_clusters": 32,
-        }
         try:
-            model, processor = build_random_demo_model(**{**settings, **overrides})
+            model, processor = load_default_model(**overrides)
         except ValueError as error:
             raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
-        label, random_weights = RANDOM_DEFAULT_LABEL, True
+        label = DEFAULT_MODEL_LABEL
     else:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -164,12 +157,12 @@ def load_model(args):
             processor = AutoProcessor.from_pretrained(args.model)
         except (OSError, ValueError) as error:
             raise CommandError(f"cannot load the model {args.model!r}: {_first_line(error)}") from error
-        label, random_weights = f"model: {args.model}", False
+        label = f"model: {args.model}"
     # the processor writes the placeholder count of the mode and K in use
     processor.vqtoken_mode = model.config.vqtoken_mode
     processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
     model = model.to(device=device, dtype=dtype).eval()
-    return model, processor, label, random_weights
+    return model, processor, label
 
 
 def progress(args, total: int, description: str):
@@ -212,21 +205,23 @@ def add_demo(subparsers):
     parser = subparsers.add_parser(
         "demo", help="Run the whole video path offline on the built-in default model and a generated clip."
     )
-    parser.add_argument("--frames", type=int, default=32, help="frames sampled from the clip (default 32)")
-    parser.add_argument("--mode", choices=MODES, default="attention")
-    parser.add_argument("--selection", choices=SELECTIONS, default="elbow")
+    parser.add_argument("--frames", type=positive_int, default=None,
+                        help="frames sampled from the clip (default: the 8 the built-in model was trained with)")
+    parser.add_argument("--mode", choices=MODES, default=None, help="override the model's vqtoken_mode")
+    parser.add_argument("--selection", choices=SELECTIONS, default="elbow",
+                        help="vqtoken_selection_method (default: elbow, adaptive K as in the paper's adaptive mode)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run_demo)
 
 
 def run_demo(args) -> int:
-    from .demo import format_report, run_demo
+    from .demo import DEFAULT_MODEL_LABEL, format_report, run_demo
 
     result = run_demo(num_frames=args.frames, mode=args.mode, selection=args.selection)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(format_report(result, "VQToken demo - built-in default: a small model with RANDOM weights (answers are meaningless)"))
+        print(format_report(result, f"VQToken demo - {DEFAULT_MODEL_LABEL}"))
     return 0
 
 
@@ -253,7 +248,7 @@ def run_ask(args) -> int:
     video = check_video_path(args.video)
     with progress(args, 3, "loading the model") as bar:
         with step(bar, "loading the model"):
-            model, processor, label, random_weights = load_model(args)
+            model, processor, label = load_model(args)
         if is_cached_video(video):
             # a .vqt file: no decoding, vision tower or clustering
             with step(bar, "reading the cached video"):
@@ -271,8 +266,8 @@ def run_ask(args) -> int:
                     model, processor, [prompt], decoded, max_new_tokens=args.max_new_tokens, timings=timings
                 )[0]
     if args.json:
-        report = {"video": str(video), "question": args.question, "model": args.model,
-                  "random_weights": random_weights, **result.to_dict()}
+        report = {"video": str(video), "question": args.question, "model": args.model, "model_label": label,
+                  **result.to_dict()}
         print(json.dumps(report, indent=2))
     else:
         print(format_report(result, f"VQToken - {label}"))
@@ -307,7 +302,7 @@ def run_visualize(args) -> int:
         raise UsageError("argument --mode: 'off' does not cluster; use 'centroids' or 'attention'")
     with progress(args, 4, "loading the model") as bar:
         with step(bar, "loading the model"):
-            model, processor, label, random_weights = load_model(args)
+            model, processor, label = load_model(args)
         with step(bar, "decoding the video"):
             decoded = decode_videos([str(video)], args.frames)[0]
         with step(bar, "clustering"):
@@ -316,9 +311,8 @@ def run_visualize(args) -> int:
             except ValueError as error:
                 raise CommandError(str(error)) from error
         with step(bar, "drawing"):
-            title = "RANDOM weights" if random_weights else str(args.model)
-            save_atomically(draw_clusters(clusters, title=title), out)
-    report = {"video": str(video), "out": str(out), "model": args.model, "random_weights": random_weights,
+            save_atomically(draw_clusters(clusters, title=label), out)
+    report = {"video": str(video), "out": str(out), "model": args.model, "model_label": label,
               "num_frames": int(clusters.frames.shape[0]), "grid": int(clusters.index_map.shape[1]),
               "num_clusters": clusters.num_clusters, "cluster_sizes": clusters.cluster_sizes}
     if args.json:

@@ -51,6 +51,23 @@ def load_default_model(**vqtoken_settings):
     return model, processor
 
 
+def load_model_and_processor(name: str | None = None, **vqtoken_settings):
+    """
+    The model `name` (a folder or Hub id, loaded with the Auto classes) or, for `None`, the built-in default, with
+    `vqtoken_*` settings applied; the processor follows the mode and cluster count. Returns `(model, processor)`.
+    """
+    if name is None:
+        return load_default_model(**vqtoken_settings)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(name, **vqtoken_settings).eval()
+    model.config.validate_vqtoken()
+    processor = AutoProcessor.from_pretrained(name)
+    processor.vqtoken_mode = model.config.vqtoken_mode
+    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
+    return model, processor
+
+
 def build_random_demo_model(seed: int = 0, **vqtoken_settings):
     """
     A small randomly initialised VQToken model and its processor (answers are meaningless): 112 px frames in 14 px

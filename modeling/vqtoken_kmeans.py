@@ -19,7 +19,6 @@ Triton one in `vqtoken_kmeans_triton.py`.
 """
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
 import vqtoken  # noqa: F401  (registers the Auto classes for the in-process checks)

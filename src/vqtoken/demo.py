@@ -18,7 +18,6 @@ import torch
 
 from .inference import VideoAnswer, ask_video
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionForConditionalGeneration
-from .modeling.processing_vqtoken_llava_onevision import VQTokenLlavaOnevisionProcessor
 from .tiny import tiny_config, tiny_processor, tiny_tokenizer
 
 
@@ -36,30 +35,24 @@ def default_model_dir() -> Path:
 
 
 def load_default_model(**vqtoken_settings):
-    """
-    The built-in trained default model (eval mode) and its processor. `vqtoken_settings` override `vqtoken_*` fields
-    (e.g. `vqtoken_mode`, `vqtoken_selection_method`); the processor follows the mode and cluster count.
-    """
-    folder = default_model_dir()
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"The built-in default model is missing from {folder}; reinstall vqtoken.")
-    model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(folder, **vqtoken_settings).eval()
-    model.config.validate_vqtoken()
-    processor = VQTokenLlavaOnevisionProcessor.from_pretrained(folder)
-    processor.vqtoken_mode = model.config.vqtoken_mode
-    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
-    return model, processor
+    """The built-in trained default model (eval mode) and its processor; see [`load_model_and_processor`]."""
+    return load_model_and_processor(None, **vqtoken_settings)
 
 
 def load_model_and_processor(name: str | None = None, **vqtoken_settings):
     """
     The model `name` (a folder or Hub id, loaded with the Auto classes) or, for `None`, the built-in default, with
-    `vqtoken_*` settings applied; the processor follows the mode and cluster count. Returns `(model, processor)`.
+    `vqtoken_*` settings applied and checked; the processor follows the mode and cluster count.
+
+    Returns:
+        `(model, processor)`, the model in eval mode.
     """
-    if name is None:
-        return load_default_model(**vqtoken_settings)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    if name is None:
+        name = default_model_dir()
+        if not (name / "model.safetensors").is_file():
+            raise FileNotFoundError(f"The built-in default model is missing from {name}; reinstall vqtoken.")
     model = AutoModelForImageTextToText.from_pretrained(name, **vqtoken_settings).eval()
     model.config.validate_vqtoken()
     processor = AutoProcessor.from_pretrained(name)

@@ -5,23 +5,5 @@ The one implementation lives in `modeling/video_io.py` (`vqtoken.modeling.video_
 model code for `trust_remote_code` (the `video-text-to-text` pipeline decodes paths with it). This module re-exports it.
 """
 
-from .modeling.video_io import (
-    DEFAULT_NUM_FRAMES,
-    DecodedVideo,
-    VideoDecodeError,
-    VideoSource,
-    fps_indices,
-    load_video,
-    uniform_indices,
-)
-
-
-__all__ = [
-    "DEFAULT_NUM_FRAMES",
-    "DecodedVideo",
-    "VideoDecodeError",
-    "VideoSource",
-    "fps_indices",
-    "load_video",
-    "uniform_indices",
-]
+from .modeling.video_io import *  # noqa: F403
+from .modeling.video_io import __all__  # noqa: F401

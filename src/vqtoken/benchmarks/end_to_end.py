@@ -164,7 +164,6 @@ def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: 
     start = time.perf_counter()
     model = build_model(variant, dtype, device)
     build_seconds = time.perf_counter() - start
-    config = model.config
     with torch.no_grad():  # warm the language model up
         model.generate(input_ids=prompt_ids(0, device), max_new_tokens=2, do_sample=False)
     baseline = _maxrss_bytes()

@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 

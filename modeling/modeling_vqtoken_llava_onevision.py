@@ -30,6 +30,14 @@ from .vqtoken_attention import VQTokenAttention, VQTokenMultiheadAttention
 from .vqtoken_kmeans import quantize_video_tokens
 
 
+try:
+    # newer transformers (5.24, not 5.18) capture only the hidden states whose indices `output_hidden_states` names
+    from transformers.utils.output_capturing import selected_hidden_states  # noqa: F401
+
+    SELECTS_HIDDEN_STATES = True
+except ImportError:
+    SELECTS_HIDDEN_STATES = False
+
 logger = logging.get_logger(__name__)
 
 REMOTE_CODE_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText", "AutoModelForMultimodalLM")
@@ -98,8 +106,10 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
                 f"{tuple(pixel_values_videos.shape)}."
             )
         num_videos, num_frames = pixel_values_videos.shape[:2]
+        # keep only the selected layer(s): all 27 hidden states of 32 frames would hold ~2.9 GB at 384 px in fp32
+        output_hidden_states = vision_feature_layer if SELECTS_HIDDEN_STATES else True
         vision_outputs = self.vision_tower(
-            pixel_values_videos.flatten(0, 1), output_hidden_states=True, return_dict=True
+            pixel_values_videos.flatten(0, 1), output_hidden_states=output_hidden_states, return_dict=True
         )
         if isinstance(vision_feature_layer, int):
             selected = vision_outputs.hidden_states[vision_feature_layer]

@@ -118,9 +118,12 @@ def answer_prompts(
     frame_counts = {len(video.frames) for video in videos}
     if len(frame_counts) > 1:
         raise ValueError(f"The videos of one batch must have the same number of frames, got {sorted(frame_counts)}.")
-    processor.tokenizer.padding_side = "left"
     inputs = processor(
-        text=list(prompts), videos=[video.frames for video in videos], return_tensors="pt", padding=True
+        text=list(prompts),
+        videos=[video.frames for video in videos],
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
     ).to(device)
     pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
     timings["preprocess"] = time.perf_counter() - start
@@ -191,8 +194,7 @@ def answer_prompts_from_codebooks(
     timings["tokens"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    processor.tokenizer.padding_side = "left"
-    inputs = processor.tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    inputs = processor.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(model.device)
     timings["preprocess"] = time.perf_counter() - start
 
     answers = timed_generate(

@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from safetensors.torch import save as safetensors_save
 
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
+from .files import hash_stream, write_atomically
 from .video_io import DecodedVideo, load_video
 
 
@@ -180,15 +180,13 @@ def source_fingerprint(source) -> str:
         source = source.frames
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
+            hash_stream(digest, stream)
         return "file:" + digest.hexdigest()
     if hasattr(source, "read"):
         position = source.tell() if source.seekable() else None
         if position is None:
             raise ValueError("A non-seekable file object cannot be fingerprinted and read again: pass its bytes.")
-        for chunk in iter(lambda: source.read(1 << 20), b""):
-            digest.update(chunk)
+        hash_stream(digest, source)
         source.seek(position)
         return "file:" + digest.hexdigest()
     frames = np.ascontiguousarray(np.asarray(source))
@@ -247,23 +245,6 @@ def _tensor_checksum(codebook: torch.Tensor, index_map: torch.Tensor) -> str:
         digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}:".encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_cached_video(
@@ -325,7 +306,8 @@ def save_cached_video(
         metadata["vqtoken_version"] = __version__
     except ImportError:  # pragma: no cover
         pass
-    _write_atomically(path, safetensors_save({"codebook": codebook, "index_map": index_map}, metadata=metadata))
+    data = safetensors_save({"codebook": codebook, "index_map": index_map}, metadata=metadata)
+    write_atomically(path, lambda stream: stream.write(data))
     return path
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from .files import hash_stream
+
 
 logger = logging.getLogger(__name__)
 
@@ -642,10 +644,8 @@ def file_manifest(folder: Path, exclude=(REPORT_FILE,)) -> dict:
         name = path.relative_to(folder).as_posix()
         if name in exclude:
             continue
-        digest = hashlib.sha256()
         with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            digest = hash_stream(hashlib.sha256(), handle)
         manifest[name] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
     return manifest
 

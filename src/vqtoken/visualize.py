@@ -9,7 +9,6 @@ import colorsys
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .files import write_atomically
 from .video_io import DecodedVideo
 
 
@@ -131,15 +131,7 @@ def draw_clusters(clusters: ClusterMap, title: str = "") -> Image.Image:
 
 def save_atomically(image: Image.Image, path: str | os.PathLike) -> Path:
     """Writes `image` as PNG to a temporary file next to `path`, then renames it: `path` is never half written."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    path = write_atomically(path, lambda stream: image.save(stream, format="PNG"))
     logger.info("wrote %s (%dx%d)", path, *image.size)
     return path
 

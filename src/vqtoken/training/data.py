@@ -196,9 +196,12 @@ class VideoConversationCollator:
             self.processor.apply_chat_template(conversation_messages(sample["conversations"]), tokenize=False)
             for sample in kept
         ]
-        self.processor.tokenizer.padding_side = "right"
         batch = self.processor(
-            text=texts, videos=[sample["frames"] for sample in kept], padding=True, return_tensors="pt"
+            text=texts,
+            videos=[sample["frames"] for sample in kept],
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
         )
         labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
         for row, (ids, attention) in enumerate(zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist())):

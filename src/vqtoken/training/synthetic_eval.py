@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..inference import video_prompt
+from ..modeling.vqtoken_inference import timed_generate, video_prompt
 from ..video_io import load_video
 from .modeling import VQTokenTrainingModule
 
@@ -38,27 +38,21 @@ def evaluate_synthetic(
     encoder = VQTokenTrainingModule(model, processor.tokenizer.pad_token_id or 0, video_tokens=video_tokens)
     correct, total = defaultdict(int), defaultdict(int)
     visual = []
-    processor.tokenizer.padding_side = "left"
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         frames = [load_video(jsonl.parent / record["video"], num_frames=num_frames).frames for record in chunk]
         questions = [record["conversations"][0]["value"].replace("<image>\n", "") for record in chunk]
         inputs = processor(text=[video_prompt(processor, q) for q in questions], videos=frames, return_tensors="pt",
-                           padding=True)
+                           padding=True, padding_side="left")
         pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
         if video_tokens == "model" and model.config.vqtoken_mode == "off":
             visual += [int(row.sum()) for row in inputs["input_ids"] == model.config.video_token_id]
-            prompt_length = inputs["input_ids"].shape[1]
-            output = model.generate(**inputs, pixel_values_videos=pixel_values_videos, max_new_tokens=max_new_tokens,
-                                    do_sample=False)
+            generate_inputs = {"pixel_values_videos": pixel_values_videos}
         else:
             video_outputs = encoder.encode_videos(pixel_values_videos)
-            counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
-            visual += counts
-            prompt_length = model.align_video_placeholders(inputs["input_ids"], inputs["attention_mask"], counts)[0].shape[1]
-            output = model.generate(**inputs, video_outputs=video_outputs, max_new_tokens=max_new_tokens, do_sample=False)
-        # generate returns the re-aligned prompt followed by the new tokens
-        answers = processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+            visual += [tokens.shape[0] for tokens in video_outputs.pooler_output]
+            generate_inputs = {"video_outputs": video_outputs}
+        answers = timed_generate(model, processor, {**inputs, **generate_inputs}, {}, max_new_tokens)
         for record, answer in zip(chunk, answers):
             kind = record.get("question_type", "all")
             expected = record["conversations"][1]["value"].strip().lower()

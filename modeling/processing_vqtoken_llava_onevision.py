@@ -58,6 +58,32 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
             **kwargs,
         )
 
+    @classmethod
+    def from_onevision_processor(
+        cls, processor, vqtoken_mode: str = "attention", vqtoken_max_clusters: int = 32, **overrides
+    ) -> "VQTokenLlavaOnevisionProcessor":
+        """
+        A VQToken processor reusing the tokenizer, chat template and image and video processors of a stock
+        `LlavaOnevisionProcessor`; `overrides` replace any of its other settings (e.g. `num_image_tokens`).
+        """
+        settings = {
+            "num_image_tokens": processor.num_image_tokens,
+            "vision_feature_select_strategy": processor.vision_feature_select_strategy,
+            "image_token": processor.image_token,
+            "video_token": processor.video_token,
+            "vision_aspect_ratio": processor.vision_aspect_ratio,
+            **overrides,
+        }
+        return cls(
+            image_processor=processor.image_processor,
+            tokenizer=processor.tokenizer,
+            video_processor=processor.video_processor,
+            chat_template=processor.chat_template,
+            vqtoken_mode=vqtoken_mode,
+            vqtoken_max_clusters=vqtoken_max_clusters,
+            **settings,
+        )
+
     def num_video_tokens(self, num_frames: int) -> int:
         """Number of placeholder tokens written for a video of `num_frames` frames, the newline included."""
         if self.vqtoken_mode == "off":

@@ -517,18 +517,13 @@ def build_processor(source, config, image_aspect_ratio: str | None):
             raise ConversionError(f"The processor's {part} resizes to {size}, the vision tower expects "
                                   f"{image_size}x{image_size}.")
     source.image_processor.image_grid_pinpoints = [list(p) for p in config.image_grid_pinpoints]
-    return VQTokenLlavaOnevisionProcessor(
-        image_processor=source.image_processor,
-        tokenizer=source.tokenizer,
-        video_processor=source.video_processor,
-        num_image_tokens=(image_size // config.vision_config.patch_size) ** 2,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        chat_template=source.chat_template,
-        image_token=getattr(source, "image_token", "<image>"),
-        video_token=getattr(source, "video_token", "<video>"),
-        vision_aspect_ratio=image_aspect_ratio or "anyres_max_9",
+    return VQTokenLlavaOnevisionProcessor.from_onevision_processor(
+        source,
         vqtoken_mode=config.vqtoken_mode,
         vqtoken_max_clusters=config.vqtoken_max_clusters,
+        num_image_tokens=(image_size // config.vision_config.patch_size) ** 2,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        vision_aspect_ratio=image_aspect_ratio or "anyres_max_9",
     )
 
 

@@ -85,10 +85,10 @@ def load_model_and_processor(args: ModelArgs):
 
     base_config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
     if base_config.model_type == VQTokenLlavaOnevisionConfig.model_type:
-        model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(args.name_or_path, **vqtoken)
-        model.config.validate_vqtoken()
-        processor = AutoProcessor.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
-    elif base_config.model_type == "llava_onevision":
+        from ..demo import load_model_and_processor as load_vqtoken_model
+
+        return load_vqtoken_model(args.name_or_path, **vqtoken)
+    if base_config.model_type == "llava_onevision":
         values = base_config.to_dict()
         for key in ("model_type", "architectures", "transformers_version", "auto_map"):
             values.pop(key, None)
@@ -97,24 +97,13 @@ def load_model_and_processor(args: ModelArgs):
                     args.name_or_path)
         model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(args.name_or_path, config=config)
         stock = AutoProcessor.from_pretrained(args.name_or_path)
-        processor = VQTokenLlavaOnevisionProcessor(
-            image_processor=stock.image_processor,
-            tokenizer=stock.tokenizer,
-            video_processor=stock.video_processor,
-            num_image_tokens=stock.num_image_tokens,
-            vision_feature_select_strategy=stock.vision_feature_select_strategy,
-            chat_template=stock.chat_template,
-            vqtoken_mode=config.vqtoken_mode,
-            vqtoken_max_clusters=config.vqtoken_max_clusters,
+        return model, VQTokenLlavaOnevisionProcessor.from_onevision_processor(
+            stock, config.vqtoken_mode, config.vqtoken_max_clusters
         )
-    else:
-        raise ValueError(
-            f"{args.name_or_path} is a {base_config.model_type!r} checkpoint; expected a VQToken folder or a stock "
-            "LLaVA-OneVision checkpoint (model_type 'llava_onevision')."
-        )
-    processor.vqtoken_mode = model.config.vqtoken_mode
-    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
-    return model, processor
+    raise ValueError(
+        f"{args.name_or_path} is a {base_config.model_type!r} checkpoint; expected a VQToken folder or a stock "
+        "LLaVA-OneVision checkpoint (model_type 'llava_onevision')."
+    )
 
 
 def part_modules(model: VQTokenLlavaOnevisionForConditionalGeneration) -> dict[str, list[nn.Module | nn.Parameter]]:

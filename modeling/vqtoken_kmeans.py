@@ -325,7 +325,8 @@ def quantize_video_tokens(
     backend: str = "auto",
 ) -> VideoQuantization:
     """
-    Cosine K-means of each video's tokens into a codebook and a token-hash index map.
+    Cosine K-means of each video's tokens into a codebook and a token-hash index map. Clusters are numbered by first
+    appearance in the index map (see [`number_clusters_by_first_appearance`]).
 
     Args:
         tokens (`torch.Tensor` of shape `(batch, num_tokens, dim)`): the visual tokens of each video, any float dtype.
@@ -393,7 +394,41 @@ def quantize_video_tokens(
         labels, sums, counts, _ = lloyd(tokens, refine_centroids, cluster_mask, max_iterations, tolerance, backend)
 
     codebooks = sums / counts.clamp_min(1.0)[..., None]
+    codebooks, labels = number_clusters_by_first_appearance(codebooks, labels)
     return VideoQuantization(codebooks=codebooks, index_maps=labels, num_clusters=num_clusters)
+
+
+def number_clusters_by_first_appearance(
+    codebooks: torch.Tensor, index_maps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Renumbers each video's clusters in the order in which their first token appears in the index map (frame by
+    frame, raster order within a frame); clusters without tokens keep their relative order after those with tokens.
+
+    K-means numbers clusters in the order of its random seeding, so the same partition can come out under any of K!
+    numberings. Fixing one makes the index map a canonical segmentation of the video (the background that opens the
+    first frame is cluster 0, a later object gets a later id), which the VQ-Attention reads as numbers, and puts the
+    codebook in order of appearance. The released code left the seeding order, which is an arbitrary one of these
+    numberings.
+
+    Args:
+        codebooks (`torch.FloatTensor` of shape `(batch, num_clusters, dim)`)
+        index_maps (`torch.LongTensor` of shape `(batch, num_tokens)`): values in `[0, num_clusters)`.
+
+    Returns:
+        codebooks (`torch.FloatTensor` of shape `(batch, num_clusters, dim)`), index_maps (`torch.LongTensor` of shape
+        `(batch, num_tokens)`): the same clusters and partition, renumbered.
+    """
+    batch_size, num_tokens = index_maps.shape
+    num_clusters, dim = codebooks.shape[1:]
+    cluster_ids = torch.arange(num_clusters, device=index_maps.device).expand(batch_size, -1)
+    positions = torch.arange(num_tokens, device=index_maps.device).expand(batch_size, -1)
+    first_position = torch.full((batch_size, num_clusters), num_tokens, dtype=torch.long, device=index_maps.device)
+    first_position.scatter_reduce_(1, index_maps, positions, reduce="amin")
+    order = torch.argsort(first_position * num_clusters + cluster_ids, dim=1)
+    new_ids = torch.empty_like(order).scatter_(1, order, cluster_ids)
+    codebooks = codebooks.gather(1, order[..., None].expand(-1, -1, dim))
+    return codebooks, new_ids.gather(1, index_maps)
 
 
 __all__ = [
@@ -403,6 +438,7 @@ __all__ = [
     "cosine_silhouettes",
     "kmeans_plus_plus",
     "lloyd",
+    "number_clusters_by_first_appearance",
     "partition_distortion",
     "quantize_video_tokens",
     "ward_merge_tree",

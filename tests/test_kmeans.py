@@ -9,6 +9,7 @@ from vqtoken.modeling.vqtoken_kmeans import (
     cosine_silhouettes,
     kmeans_plus_plus,
     lloyd,
+    number_clusters_by_first_appearance,
     quantize_video_tokens,
     ward_merge_tree,
 )
@@ -96,6 +97,35 @@ def test_codebook_and_index_map_are_consistent_and_deterministic():
         members = x[first.index_maps[0] == cluster]
         expected = members.mean(0) if len(members) else torch.zeros(16, dtype=torch.float64)
         torch.testing.assert_close(first.codebooks[0, cluster].double(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_clusters_are_renumbered_by_first_appearance_on_a_hand_built_case():
+    codebooks = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [0.0, 0.0]]])
+    # cluster 2 opens the video, then 0, then 3; cluster 1 is empty and row 4 is padding (K = 4 for this video)
+    index_maps = torch.tensor([[2, 2, 0, 3, 0, 2]])
+    renumbered_codebooks, renumbered_maps = number_clusters_by_first_appearance(codebooks, index_maps)
+    assert renumbered_maps.tolist() == [[0, 0, 1, 2, 1, 0]]
+    assert renumbered_codebooks[0, :, 0].tolist() == [2.0, 0.0, 3.0, 1.0, 0.0]
+
+
+def test_quantized_clusters_are_numbered_by_first_appearance_whatever_the_seed():
+    tokens, _ = blobs(4, 10, 32, spread=0.05, seed=2)
+    tokens = tokens[torch.randperm(40, generator=torch.Generator().manual_seed(0))][None]
+    results = [quantize_video_tokens(tokens, max_clusters=4, seed=seed) for seed in range(4)]
+    for result in results:
+        labels = result.index_maps[0].tolist()
+        first_ids = list(dict.fromkeys(labels))
+        assert first_ids == list(range(len(first_ids)))
+    # seeds that find the same partition (as sets of tokens) give the same numbering and codebook
+    def partition(result):
+        labels = result.index_maps[0]
+        return {frozenset(torch.nonzero(labels == cluster).flatten().tolist()) for cluster in labels.unique().tolist()}
+
+    same = [result for result in results[1:] if partition(result) == partition(results[0])]
+    assert len(same) >= 2
+    for result in same:
+        assert torch.equal(result.index_maps, results[0].index_maps)
+        torch.testing.assert_close(result.codebooks, results[0].codebooks, atol=1e-6, rtol=0)
 
 
 def test_a_video_gets_the_same_result_alone_and_in_a_batch():

@@ -52,7 +52,8 @@ from .video_io import DecodedVideo, load_video
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "vqtoken-video"
-FORMAT_VERSION = 1
+# version 2: clusters are numbered by first appearance in the index map (version 1 kept the k-means seeding order)
+FORMAT_VERSION = 2
 CACHE_SUFFIX = ".vqt"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".gif", ".ts", ".flv", ".wmv")
 FINGERPRINT_SAMPLES = 1024

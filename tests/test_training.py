@@ -121,6 +121,27 @@ def test_labels_cover_only_the_answers(synthetic, tokenizer):
         assert video_positions.sum() == 6 + 1 and (batch["labels"][row][video_positions] == -100).all()
 
 
+def test_multi_turn_records_ask_every_question_and_label_every_answer(synthetic, tmp_path):
+    path = generate_synthetic_dataset(tmp_path, 3, questions_per_clip=4, multi_turn=True, num_frames=4, size=32,
+                                      seed=5, split="multi")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 3
+    _, processor = load_model_and_processor(make_config(synthetic, "unused").model)
+    loaded, _ = load_conversation_records([str(path)])
+    batch = VideoConversationCollator(processor)([VideoConversationDataset(loaded, num_frames=4)[i] for i in range(3)])
+    for row, record in enumerate(records):
+        assert sorted(record["question_types"]) == sorted(ANSWERS)
+        spec = ClipSpec(**record["clip"])
+        answers = [spec.answer(kind) for kind in record["question_types"]]
+        assert [turn["value"] for turn in record["conversations"][1::2]] == answers
+        assert record["conversations"][0]["value"].startswith("<image>\n")
+        assert not any("<image>" in turn["value"] for turn in record["conversations"][2::2])
+        kept = batch["labels"][row][batch["labels"][row] != -100]
+        assert processor.tokenizer.decode(kept) == "".join(answer + "<|im_end|>" for answer in answers)
+        # the tiny tokenizer writes every synthetic answer as one token
+        assert len(kept) == 2 * len(answers)
+
+
 def test_short_run_lowers_the_loss_and_freezes_unchosen_parts(synthetic, tmp_path):
     config = make_config(synthetic, tmp_path / "run", "train.max_steps=12", "train.eval_every=12",
                          f"data.eval_files=[{synthetic[1]}]",

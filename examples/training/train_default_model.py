@@ -2,18 +2,20 @@
 Reproduces the built-in default model of `vqtoken demo` and the accuracy table of BENCHMARKS.md
 ("Built-in default model (issue 6)").
 
-1. writes the synthetic video QA set (colour, shape, direction, count; chance 25 % each) and a held-out split;
+1. writes the synthetic video QA set (colour, shape, direction, count; chance 25 % each): training clips asked all
+   four questions in one multi-turn conversation, and held-out clips asked one question per record;
 2. trains the same small model from scratch with `vqtoken.training.train`, once per way of feeding the video:
    VQToken attention (15 clusters, 16 tokens), VQToken centroids (15 clusters, 16 tokens), stock OneVision 2x2
-   pooling (8 x 4 + 1 tokens) and no compression (8 x 16 + 1 tokens);
+   pooling (8 x 16 + 1 tokens) and no compression (8 x 64 + 1 tokens);
 3. scores greedy answers on the held-out clips and prints a Markdown table;
 4. with --install VARIANT, copies that model into src/vqtoken/assets/default-model/.
 
     python examples/training/train_default_model.py --variants centroids attention --install centroids
     python examples/training/train_default_model.py --variants pooled full
 
-Model: 64 px frames in 16 px patches (16 tokens per frame), 8 frames, SigLIP 2 layers of width 64, Qwen2 2 layers of
-width 128, the offline tiny tokenizer. Everything trains (vision tower, projector, VQ-Attention, language model).
+Model: 64 px frames in 8 px patches (64 tokens per frame), 8 frames, SigLIP 2 layers of width 64, Qwen2 2 layers of
+width 128, the offline tiny tokenizer (every answer is one token). Everything trains (vision tower, projector,
+VQ-Attention, language model).
 """
 
 import argparse
@@ -52,11 +54,11 @@ def main():
                         choices=sorted(VARIANTS))
     parser.add_argument("--train-clips", type=int, default=1000)
     parser.add_argument("--eval-clips", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (2 only on an idle machine)")
-    parser.add_argument("--patch-size", type=int, default=16, help="16: 4 x 4 = 16 tokens per 64 px frame")
+    parser.add_argument("--patch-size", type=int, default=8, help="8: 8 x 8 = 64 tokens per 64 px frame")
     parser.add_argument("--install", choices=sorted(VARIANTS), help="copy this variant into the package assets")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,8 +67,8 @@ def main():
     work = Path(args.work_dir)
     data = work / "data"
     if not (data / "train.jsonl").is_file():
-        generate_synthetic_dataset(data, args.train_clips, questions_per_clip=4, num_frames=16, size=64, seed=0,
-                                   split="train")
+        generate_synthetic_dataset(data, args.train_clips, questions_per_clip=4, multi_turn=True, num_frames=16,
+                                   size=64, seed=0, split="train")
         generate_synthetic_dataset(data, args.eval_clips, questions_per_clip=4, num_frames=16, size=64, seed=12345,
                                    split="heldout")
     rows = []

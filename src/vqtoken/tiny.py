@@ -42,10 +42,14 @@ TOKENIZER_CORPUS = [
     "describe the video . a small square slides across a dark background",
     "user assistant system you are a helpful assistant answer the question",
     "0 1 2 3 4 5 6 7 8 9 yes no",
+    "what colour is the shape ? what shape is it ? which way does it move ? how many objects are there ?",
 ]
+# The answers of the synthetic set (vqtoken.training.synthetic_data), one per line: a word that starts a line is
+# learnt without a leading space, as an answer right after the assistant header is written, so each is one token.
+ANSWER_WORDS = "red green blue yellow square circle triangle diamond left right up down one two three four".split()
 
 
-def tiny_tokenizer(vocab_size: int = 320) -> Qwen2Tokenizer:
+def tiny_tokenizer(vocab_size: int = 512) -> Qwen2Tokenizer:
     """A byte-level BPE tokenizer with the Qwen2 special tokens and `<image>` / `<video>`, trained offline."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -56,7 +60,7 @@ def tiny_tokenizer(vocab_size: int = 320) -> Qwen2Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(TOKENIZER_CORPUS, trainer=trainer)
+    backend.train_from_iterator(TOKENIZER_CORPUS + ANSWER_WORDS, trainer=trainer)
     model = backend.model
     vocab = backend.get_vocab()
     merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in _bpe_merges(model)]

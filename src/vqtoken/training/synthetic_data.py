@@ -16,7 +16,9 @@ question type  question                                    answers
 
 Chance is 25 % for every question type. Clips are written as video files (PyAV) next to a JSONL file whose records
 look like LLaVA-Video-178K's: ``{"id", "video", "conversations": [{"from": "human", "value": "<image>\\n..."},
-{"from": "gpt", "value": "..."}], "question_type"}``.
+{"from": "gpt", "value": "..."}, ...], "question_types"}``. A record asks one question, or several in one multi-turn
+conversation (`multi_turn=True`: one video encoding then trains on every answer); `question_types` lists the types of
+its turns in order.
 """
 
 from __future__ import annotations
@@ -132,16 +134,19 @@ def random_spec(rng: np.random.Generator) -> ClipSpec:
     )
 
 
-def make_record(record_id: str, video: str, question_type: str, spec: ClipSpec) -> dict:
-    """One record in the LLaVA-Video-178K conversation format."""
+def make_record(record_id: str, video: str, question_types: list[str], spec: ClipSpec) -> dict:
+    """One record in the LLaVA-Video-178K conversation format, asking `question_types` in that order (one turn each;
+    the video tag opens the first)."""
+    conversations = []
+    for turn, question_type in enumerate(question_types):
+        tag = "<image>\n" if turn == 0 else ""
+        conversations.append({"from": "human", "value": tag + QUESTIONS[question_type]})
+        conversations.append({"from": "gpt", "value": spec.answer(question_type)})
     return {
         "id": record_id,
         "video": video,
-        "conversations": [
-            {"from": "human", "value": f"<image>\n{QUESTIONS[question_type]}"},
-            {"from": "gpt", "value": spec.answer(question_type)},
-        ],
-        "question_type": question_type,
+        "conversations": conversations,
+        "question_types": list(question_types),
         "clip": asdict(spec),
     }
 
@@ -151,6 +156,7 @@ def generate_synthetic_dataset(
     num_clips: int = 64,
     *,
     questions_per_clip: int = 1,
+    multi_turn: bool = False,
     question_types: tuple[str, ...] = QUESTION_TYPES,
     num_frames: int = 16,
     size: int = 64,
@@ -163,7 +169,8 @@ def generate_synthetic_dataset(
     Writes `num_clips` synthetic clips to `output_dir/videos/` and their questions to `output_dir/<split>.jsonl`.
 
     Args:
-        num_clips: number of clips; each gets `questions_per_clip` records (distinct question types, drawn at random).
+        num_clips: number of clips; each is asked `questions_per_clip` distinct question types, drawn at random.
+        multi_turn: ask a clip's questions in one multi-turn record (in random order) instead of one record each.
         question_types: which question types to ask.
         num_frames, size, fps: length, side in pixels and frame rate of every clip.
         seed: the whole set is a function of this seed (and of the other arguments).
@@ -186,10 +193,13 @@ def generate_synthetic_dataset(
         spec = random_spec(rng)
         relative = f"videos/{split}_{clip_index:06d}.mp4"
         write_clip(output_dir / relative, render_clip(spec, num_frames=num_frames, size=size), fps=fps, codec=codec)
-        chosen = rng.choice(len(question_types), size=questions_per_clip, replace=False)
-        for question_index in sorted(chosen.tolist()):
-            question_type = question_types[question_index]
-            records.append(make_record(f"{split}-{clip_index}-{question_type}", relative, question_type, spec))
+        chosen = [question_types[index] for index in rng.choice(len(question_types), size=questions_per_clip,
+                                                                  replace=False).tolist()]
+        if multi_turn:
+            records.append(make_record(f"{split}-{clip_index}", relative, chosen, spec))
+        else:
+            for question_type in sorted(chosen, key=question_types.index):
+                records.append(make_record(f"{split}-{clip_index}-{question_type}", relative, [question_type], spec))
     path = output_dir / f"{split}.jsonl"
     with open(path, "w") as handle:
         for record in records:

@@ -23,9 +23,9 @@ def evaluate_synthetic(
     max_records: int | None = None, max_new_tokens: int = 10,
 ) -> dict:
     """
-    Asks every question of a synthetic JSONL file (see [`~vqtoken.training.synthetic_data`]) and scores the greedy
-    answer (first word, case-insensitive) against the expected one. `max_new_tokens` must cover the longest answer
-    (the tiny tokenizer spells unseen words in up to 7 tokens).
+    Asks the first question of every record of a synthetic JSONL file (see [`~vqtoken.training.synthetic_data`]) and
+    scores the greedy answer (first word, case-insensitive) against the expected one. `max_new_tokens` must cover the
+    longest answer (the tiny tokenizer writes each synthetic answer as one token, but another tokenizer may not).
 
     Returns:
         `{"accuracy", "per_type": {type: accuracy}, "visual_tokens": mean tokens per video, "count"}`.
@@ -54,7 +54,7 @@ def evaluate_synthetic(
             generate_inputs = {"video_outputs": video_outputs}
         answers = timed_generate(model, processor, {**inputs, **generate_inputs}, {}, max_new_tokens)
         for record, answer in zip(chunk, answers):
-            kind = record.get("question_type", "all")
+            kind = record.get("question_types", ["all"])[0]
             expected = record["conversations"][1]["value"].strip().lower()
             words = answer.strip().lower().split()
             correct[kind] += int(bool(words) and words[0] == expected)

@@ -30,10 +30,10 @@ def test_ask_json_reports_tokens_k_and_stages(clip_file):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["model"] is None and report["model_label"].startswith("built-in default")
-    # the built-in default: 64 px frames in 16 px patches, 4 x 4 tokens per frame (2 x 2 after stock pooling)
-    assert report["num_frames"] == 4 and report["visual_tokens_clustered"] == 4 * 16
+    # the built-in default: 64 px frames in 8 px patches, 8 x 8 tokens per frame (4 x 4 after stock pooling)
+    assert report["num_frames"] == 4 and report["visual_tokens_clustered"] == 4 * 64
     assert report["num_clusters"] == 5 and report["visual_tokens"] == 5 + 1
-    assert report["visual_tokens_stock"] == 4 * 4 + 1
+    assert report["visual_tokens_stock"] == 4 * 16 + 1
     assert list(report["timings"]) == ["decode", "preprocess", "vision", "clustering", "prefill", "generation"]
     assert isinstance(report["answer"], str)
     assert "Traceback" not in result.stderr
@@ -78,20 +78,20 @@ def test_visualize_writes_a_cluster_picture(clip_file, tmp_path):
     result = vqtoken("visualize", str(clip_file), "--out", str(out), "--frames", "4", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    # the built-in default: 64 px frames in 16 px patches, a 4 x 4 grid per frame
-    assert report["num_frames"] == 4 and report["grid"] == 4
-    assert sum(report["cluster_sizes"]) == 4 * 16 and len(report["cluster_sizes"]) == report["num_clusters"]
+    # the built-in default: 64 px frames in 8 px patches, an 8 x 8 grid per frame
+    assert report["num_frames"] == 4 and report["grid"] == 8
+    assert sum(report["cluster_sizes"]) == 4 * 64 and len(report["cluster_sizes"]) == report["num_clusters"]
     assert not [path for path in tmp_path.iterdir() if path != out]  # no temporary file left behind
     picture = np.asarray(Image.open(out).convert("RGB"))
     (width, height), corners = layout(4)
     assert picture.shape == (height, width, 3)
     assert picture.astype(np.float32).var() > 100
-    # the first panel is split into the 4 x 4 patch grid: pixels of one patch share the cluster tint
+    # the first panel is split into the 8 x 8 patch grid: pixels of one patch share the cluster tint
     left, top = corners[0]
     panel = picture[top : top + PANEL, left : left + PANEL].astype(np.int32)
-    cell = PANEL // 4
-    centres = {tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(4) for column in
-               range(4)}
+    cell = PANEL // 8
+    centres = {tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(8) for column in
+               range(8)}
     assert len(centres) >= 2
 
 

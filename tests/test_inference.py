@@ -47,7 +47,7 @@ def test_demo_command_runs_offline_and_labels_random_weights():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["num_frames"] == 8
-    assert report["visual_tokens_clustered"] == 8 * 16  # 64 px frames in 16 px patches
+    assert report["visual_tokens_clustered"] == 8 * 64  # 64 px frames in 8 px patches
     assert 12 <= report["num_clusters"] <= 15
     assert report["visual_tokens"] == max(8, report["num_clusters"]) + 1 <= 16
     assert report["answer"].split()[0] == DEMO_EXPECTED_ANSWER

@@ -10,8 +10,11 @@ Reproduces the built-in default model of `vqtoken demo` and the accuracy table o
 3. scores greedy answers on the held-out clips and prints a Markdown table;
 4. with --install VARIANT, copies that model into src/vqtoken/assets/default-model/.
 
-    python examples/training/train_default_model.py --variants centroids attention --install centroids
-    python examples/training/train_default_model.py --variants pooled full
+    python examples/training/train_default_model.py --variants attention --install attention   # the shipped model
+    python examples/training/train_default_model.py --variants centroids pooled full           # the other rows
+
+Each variant takes 30-60 minutes on one CPU thread; the runs of BENCHMARKS.md were one variant per process, two
+processes at a time (they share the data folder: let the first one write it before starting the second).
 
 Model: 64 px frames in 8 px patches (64 tokens per frame), 8 frames, SigLIP 2 layers of width 64, Qwen2 2 layers of
 width 128, the offline tiny tokenizer (every answer is one token). Everything trains (vision tower, projector,
@@ -52,7 +55,7 @@ def main():
     parser.add_argument("--work-dir", default="runs/default-model")
     parser.add_argument("--variants", nargs="+", default=["attention", "centroids", "pooled", "full"],
                         choices=sorted(VARIANTS))
-    parser.add_argument("--train-clips", type=int, default=1000)
+    parser.add_argument("--train-clips", type=int, default=4000)
     parser.add_argument("--eval-clips", type=int, default=100)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=16)
@@ -111,7 +114,8 @@ def main():
         if name == args.install:
             if ASSET_DIR.exists():
                 shutil.rmtree(ASSET_DIR)
-            shutil.copytree(result.final_model_dir, ASSET_DIR)
+            # the package ships the model code itself: the assets hold weights, configuration and processor only
+            shutil.copytree(result.final_model_dir, ASSET_DIR, ignore=shutil.ignore_patterns("*.py"))
             logging.info("Installed %s into %s", result.final_model_dir, ASSET_DIR)
     print(markdown_table(rows))
 

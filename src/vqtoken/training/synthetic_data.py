@@ -219,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--questions-per-clip", type=int, default=1, help="training questions per clip (1-4)")
+    parser.add_argument("--multi-turn", action="store_true",
+                        help="ask a training clip's questions in one multi-turn record instead of one record each")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    generate_synthetic_dataset(args.output_dir, args.train_clips, num_frames=args.frames, size=args.size,
-                               seed=args.seed, split="train")
+    generate_synthetic_dataset(args.output_dir, args.train_clips, questions_per_clip=args.questions_per_clip,
+                               multi_turn=args.multi_turn, num_frames=args.frames, size=args.size, seed=args.seed,
+                               split="train")
     generate_synthetic_dataset(args.output_dir, args.eval_clips, num_frames=args.frames, size=args.size,
                                seed=args.seed + 1, split="eval")
     return 0

@@ -4,17 +4,20 @@ Reproduces the built-in default model of `vqtoken demo` and the accuracy table o
 
 1. writes the synthetic video QA set (colour, shape, direction, count; chance 25 % each): training clips asked all
    four questions in one multi-turn conversation, and held-out clips asked one question per record;
-2. trains the same small model from scratch with `vqtoken.training.train`, once per way of feeding the video:
-   VQToken attention (15 clusters, 16 tokens), VQToken centroids (15 clusters, 16 tokens), stock OneVision 2x2
-   pooling (8 x 16 + 1 tokens) and no compression (8 x 64 + 1 tokens);
+2. trains the same small model with `vqtoken.training.train`, once per way of feeding the video: VQToken centroids
+   (15 clusters, 16 tokens), VQToken attention (15 clusters, 16 tokens) from scratch, VQToken attention started from
+   the trained centroids model (the shipped default: the centroids stage teaches the vision tower the object's shape,
+   which the VQ-Attention alone never learns to pass on), stock OneVision 2x2 pooling (8 x 16 + 1 tokens) and no
+   compression (8 x 64 + 1 tokens);
 3. scores greedy answers on the held-out clips and prints a Markdown table;
 4. with --install VARIANT, copies that model into src/vqtoken/assets/default-model/.
 
-    python examples/training/train_default_model.py --variants attention --install attention   # the shipped model
-    python examples/training/train_default_model.py --variants centroids pooled full           # the other rows
+    python examples/training/train_default_model.py --variants centroids attention-from-centroids \
+        --install attention-from-centroids                                               # the shipped model
+    python examples/training/train_default_model.py --variants attention pooled full     # the other rows
 
-Each variant takes 30-60 minutes on one CPU thread; the runs of BENCHMARKS.md were one variant per process, two
-processes at a time (they share the data folder: let the first one write it before starting the second).
+Each variant takes 15-60 minutes on one or two CPU threads (`attention-from-centroids` needs the `centroids` run
+in the same --work-dir, and its train time counts both stages).
 
 Model: 64 px frames in 8 px patches (64 tokens per frame), 8 frames, SigLIP 2 layers of width 64, Qwen2 2 layers of
 width 128, the offline tiny tokenizer (every answer is one token). Everything trains (vision tower, projector,
@@ -43,23 +46,29 @@ TINY = "{{image_size: 64, patch_size: {patch}, hidden_size: 128, text_layers: 2,
 VQ_COMMON = "vqtoken_selection_method: fixed, vqtoken_max_clusters: 15, vqtoken_min_clusters: 12, " \
             "vqtoken_attention_heads: 4, vqtoken_attention_intermediate_size: 256, vqtoken_attention_dropout: 0.0"
 VARIANTS = {
-    "attention": (f"{{vqtoken_mode: attention, {VQ_COMMON}}}", "model", "VQToken, attention (K = 15)"),
-    "centroids": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "model", "VQToken, centroids (K = 15)"),
-    "pooled": (f"{{vqtoken_mode: 'off', {VQ_COMMON}}}", "model", "stock OneVision 2x2 pooling"),
-    "full": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "full", "no compression"),
+    # name: (vqtoken fields, video tokens, table label, variant whose final model this one starts from)
+    "centroids": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "model", "VQToken, centroids (K = 15)", None),
+    "attention": (f"{{vqtoken_mode: attention, {VQ_COMMON}}}", "model", "VQToken, attention (K = 15)", None),
+    "attention-from-centroids": (f"{{vqtoken_mode: attention, {VQ_COMMON}}}", "model",
+                                 "VQToken, attention (K = 15), started from the centroids model", "centroids"),
+    "pooled": (f"{{vqtoken_mode: 'off', {VQ_COMMON}}}", "model", "stock OneVision 2x2 pooling", None),
+    "full": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "full", "no compression", None),
 }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="runs/default-model")
-    parser.add_argument("--variants", nargs="+", default=["attention", "centroids", "pooled", "full"],
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         choices=sorted(VARIANTS))
     parser.add_argument("--train-clips", type=int, default=4000)
     parser.add_argument("--eval-clips", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=3000, help="steps of a variant trained from scratch")
+    parser.add_argument("--continued-steps", type=int, default=4500,
+                        help="steps of a variant that starts from another variant's final model")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (data order)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (2 only on an idle machine)")
     parser.add_argument("--patch-size", type=int, default=8, help="8: 8 x 8 = 64 tokens per 64 px frame")
     parser.add_argument("--install", choices=sorted(VARIANTS), help="copy this variant into the package assets")
@@ -68,6 +77,12 @@ def main():
     torch.set_num_threads(args.threads)
 
     work = Path(args.work_dir)
+    for position, name in enumerate(args.variants):
+        start_variant = VARIANTS[name][3]
+        trained_before = start_variant in args.variants[:position] or (work / f"{start_variant}_scores.json").is_file()
+        if start_variant is not None and not trained_before:
+            parser.error(f"variant {name!r} starts from the final model of {start_variant!r}: list {start_variant!r} "
+                         f"before it, or train it first in the same --work-dir ({work}).")
     data = work / "data"
     if not (data / "train.jsonl").is_file():
         generate_synthetic_dataset(data, args.train_clips, questions_per_clip=4, multi_turn=True, num_frames=16,
@@ -76,12 +91,19 @@ def main():
                                    split="heldout")
     rows = []
     for name in args.variants:
-        vqtoken, video_tokens, label = VARIANTS[name]
+        vqtoken, video_tokens, label, start_variant = VARIANTS[name]
         output_dir = work / name
         lr = args.lr
+        if start_variant is None:
+            start = ["model.name_or_path=tiny", f"model.tiny={TINY.format(patch=args.patch_size)}"]
+            steps = args.steps
+            earlier_minutes = 0.0
+        else:
+            start = [f"model.name_or_path={work / start_variant / 'final'}"]
+            steps = args.continued_steps
+            earlier_minutes = json.loads((work / f"{start_variant}_scores.json").read_text())["train_minutes"]
         config = load_config(None, [
-            "model.name_or_path=tiny",
-            f"model.tiny={TINY.format(patch=args.patch_size)}",
+            *start,
             f"model.vqtoken={vqtoken}",
             f"model.video_tokens={video_tokens}",
             f"data.train_files=[{(data / 'train.jsonl').resolve()}]",
@@ -89,17 +111,17 @@ def main():
             f"train.parts={{vq_attention: {lr}, projector: {lr}, vision_tower: {lr}, language_model: {lr}}}",
             f"train.per_device_batch_size={args.batch}",
             "train.gradient_accumulation_steps=1",
-            f"train.max_steps={args.steps}",
-            f"train.warmup_steps={max(1, args.steps // 20)}",
+            f"train.max_steps={steps}",
+            f"train.warmup_steps={max(1, steps // 20)}",
             "train.weight_decay=0.01",
-            "train.seed=0",
+            f"train.seed={args.seed}",
             f"logging.output_dir={output_dir}",
             "logging.log_every=25",
         ])
-        if name != "attention":
+        if "attention" not in name:
             config.train.parts.pop("vq_attention")
         result = train(config)
-        minutes = result.seconds / 60
+        minutes = earlier_minutes + result.seconds / 60
         from vqtoken import VQTokenLlavaOnevisionForConditionalGeneration, VQTokenLlavaOnevisionProcessor
 
         model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(result.final_model_dir).eval()

@@ -29,8 +29,8 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -45,14 +45,22 @@ ASSET_DIR = REPO / "src" / "vqtoken" / "assets" / "default-model"
 TINY = "{{image_size: 64, patch_size: {patch}, hidden_size: 128, text_layers: 2, vision_hidden_size: 64, vision_layers: 2, seed: 0}}"
 VQ_COMMON = "vqtoken_selection_method: fixed, vqtoken_max_clusters: 15, vqtoken_min_clusters: 12, " \
             "vqtoken_attention_heads: 4, vqtoken_attention_intermediate_size: 256, vqtoken_attention_dropout: 0.0"
+
+
+class Variant(NamedTuple):
+    mode: str  # vqtoken_mode
+    video_tokens: str  # "model" (what the mode gives) or "full" (every projected token)
+    label: str  # row label of the table
+    starts_from: str | None = None  # the variant whose final model this one continues; None: from scratch
+
+
 VARIANTS = {
-    # name: (vqtoken fields, video tokens, table label, variant whose final model this one starts from)
-    "centroids": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "model", "VQToken, centroids (K = 15)", None),
-    "attention": (f"{{vqtoken_mode: attention, {VQ_COMMON}}}", "model", "VQToken, attention (K = 15)", None),
-    "attention-from-centroids": (f"{{vqtoken_mode: attention, {VQ_COMMON}}}", "model",
-                                 "VQToken, attention (K = 15), started from the centroids model", "centroids"),
-    "pooled": (f"{{vqtoken_mode: 'off', {VQ_COMMON}}}", "model", "stock OneVision 2x2 pooling", None),
-    "full": (f"{{vqtoken_mode: centroids, {VQ_COMMON}}}", "full", "no compression", None),
+    "centroids": Variant("centroids", "model", "VQToken, centroids (K = 15)"),
+    "attention": Variant("attention", "model", "VQToken, attention (K = 15)"),
+    "attention-from-centroids": Variant("attention", "model",
+                                        "VQToken, attention (K = 15), started from the centroids model", "centroids"),
+    "pooled": Variant("off", "model", "stock OneVision 2x2 pooling"),
+    "full": Variant("centroids", "full", "no compression"),
 }
 
 
@@ -78,11 +86,11 @@ def main():
 
     work = Path(args.work_dir)
     for position, name in enumerate(args.variants):
-        start_variant = VARIANTS[name][3]
-        trained_before = start_variant in args.variants[:position] or (work / f"{start_variant}_scores.json").is_file()
-        if start_variant is not None and not trained_before:
-            parser.error(f"variant {name!r} starts from the final model of {start_variant!r}: list {start_variant!r} "
-                         f"before it, or train it first in the same --work-dir ({work}).")
+        first = VARIANTS[name].starts_from
+        if first is None or first in args.variants[:position] or (work / f"{first}_scores.json").is_file():
+            continue
+        parser.error(f"variant {name!r} starts from the final model of {first!r}: list {first!r} before it, or "
+                     f"train it first in the same --work-dir ({work}).")
     data = work / "data"
     if not (data / "train.jsonl").is_file():
         generate_synthetic_dataset(data, args.train_clips, questions_per_clip=4, multi_turn=True, num_frames=16,
@@ -91,21 +99,21 @@ def main():
                                    split="heldout")
     rows = []
     for name in args.variants:
-        vqtoken, video_tokens, label, start_variant = VARIANTS[name]
+        variant = VARIANTS[name]
         output_dir = work / name
         lr = args.lr
-        if start_variant is None:
+        if variant.starts_from is None:
             start = ["model.name_or_path=tiny", f"model.tiny={TINY.format(patch=args.patch_size)}"]
             steps = args.steps
             earlier_minutes = 0.0
         else:
-            start = [f"model.name_or_path={work / start_variant / 'final'}"]
+            start = [f"model.name_or_path={work / variant.starts_from / 'final'}"]
             steps = args.continued_steps
-            earlier_minutes = json.loads((work / f"{start_variant}_scores.json").read_text())["train_minutes"]
+            earlier_minutes = json.loads((work / f"{variant.starts_from}_scores.json").read_text())["train_minutes"]
         config = load_config(None, [
             *start,
-            f"model.vqtoken={vqtoken}",
-            f"model.video_tokens={video_tokens}",
+            f"model.vqtoken={{vqtoken_mode: '{variant.mode}', {VQ_COMMON}}}",
+            f"model.video_tokens={variant.video_tokens}",
             f"data.train_files=[{(data / 'train.jsonl').resolve()}]",
             "data.num_frames=8",
             f"train.parts={{vq_attention: {lr}, projector: {lr}, vision_tower: {lr}, language_model: {lr}}}",
@@ -118,7 +126,7 @@ def main():
             f"logging.output_dir={output_dir}",
             "logging.log_every=25",
         ])
-        if "attention" not in name:
+        if variant.mode != "attention":
             config.train.parts.pop("vq_attention")
         result = train(config)
         minutes = earlier_minutes + result.seconds / 60
@@ -126,9 +134,9 @@ def main():
 
         model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(result.final_model_dir).eval()
         processor = VQTokenLlavaOnevisionProcessor.from_pretrained(result.final_model_dir)
-        scores = evaluate_synthetic(model, processor, data / "heldout.jsonl", num_frames=8, video_tokens=video_tokens)
+        scores = evaluate_synthetic(model, processor, data / "heldout.jsonl", num_frames=8, video_tokens=variant.video_tokens)
         size_mb = os.path.getsize(Path(result.final_model_dir) / "model.safetensors") / 1e6
-        row = {"variant": name, "label": label, **scores, "train_minutes": minutes, "size_mb": size_mb,
+        row = {"variant": name, "label": variant.label, **scores, "train_minutes": minutes, "size_mb": size_mb,
                "final_loss": result.losses[-1]}
         rows.append(row)
         logging.info("%s: %s", name, json.dumps(row))

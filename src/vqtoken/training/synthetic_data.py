@@ -173,7 +173,8 @@ def generate_synthetic_dataset(
         multi_turn: ask a clip's questions in one multi-turn record (in random order) instead of one record each.
         question_types: which question types to ask.
         num_frames, size, fps: length, side in pixels and frame rate of every clip.
-        seed: the whole set is a function of this seed (and of the other arguments).
+        seed: the clips' frames, questions and answers are a function of this seed (and of the other arguments);
+            libx264 may still encode a few frames a pixel value or two differently from run to run.
         split: name of the JSONL file, and prefix of the clip files (so splits can share a folder).
         codec: video encoder (`None` picks the first available of libx264, mpeg4, mjpeg).
 

@@ -9,7 +9,7 @@ import argparse
 import tempfile
 
 import vqtoken  # noqa: F401
-from vqtoken.demo import load_model_and_processor
+from vqtoken.loading import load_model_and_processor
 from vqtoken.training.synthetic_data import ClipSpec, render_clip
 from vqtoken.inference import ask_videos
 from vqtoken.synthetic import write_clip
@@ -30,5 +30,5 @@ if not videos:
     videos = [write_clip(f"{folder}/clip{index}.mp4", clip, fps=8) for index, clip in enumerate(clips)]
 questions = ["what colour is the shape ?"] * len(videos)
 
-for video, result in zip(videos, ask_videos(model, processor, videos, questions, num_frames=8, max_new_tokens=16)):
+for video, result in zip(videos, ask_videos(model, processor, videos, questions, max_new_tokens=16)):
     print(f"{video}: {result.answer!r}  tokens {result.visual_tokens_stock} -> {result.visual_tokens}, K = {result.num_clusters}")

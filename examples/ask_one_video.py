@@ -10,7 +10,8 @@ import argparse
 import tempfile
 
 import vqtoken  # noqa: F401  (registers the VQToken classes with the Auto classes)
-from vqtoken.demo import demo_clip, load_model_and_processor
+from vqtoken.demo import demo_clip
+from vqtoken.loading import load_model_and_processor
 from vqtoken.inference import ask_video
 from vqtoken.synthetic import write_clip
 
@@ -24,7 +25,7 @@ args = parser.parse_args()
 model, processor = load_model_and_processor(args.model)  # None: the built-in default
 video = args.video or write_clip(tempfile.mkdtemp() + "/shape.mp4", demo_clip(16), fps=8)
 
-result = ask_video(model, processor, video, args.question, num_frames=8, max_new_tokens=16)
+result = ask_video(model, processor, video, args.question, max_new_tokens=16)
 print("answer:", result.answer)
 print("visual tokens:", result.visual_tokens_stock, "(stock) ->", result.visual_tokens, f"(K = {result.num_clusters})")
 print("seconds per stage:", {stage: round(seconds, 3) for stage, seconds in result.timings.items()})

@@ -13,7 +13,8 @@ import tempfile
 from transformers import pipeline
 
 import vqtoken  # noqa: F401  (registers the "video-text-to-text" task)
-from vqtoken.demo import demo_clip, load_model_and_processor
+from vqtoken.demo import demo_clip
+from vqtoken.loading import load_model_and_processor
 from vqtoken.synthetic import write_clip
 
 
@@ -23,10 +24,10 @@ parser.add_argument("--model")
 args = parser.parse_args()
 
 if args.model:
-    pipe = pipeline("video-text-to-text", model=args.model, trust_remote_code=True, num_frames=8)
+    pipe = pipeline("video-text-to-text", model=args.model, trust_remote_code=True)
 else:
     model, processor = load_model_and_processor(None)
-    pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=8)
+    pipe = pipeline("video-text-to-text", model=model, processor=processor)
 video = args.video or write_clip(tempfile.mkdtemp() + "/shape.mp4", demo_clip(16), fps=8)
 
 # a video and a question

@@ -10,7 +10,8 @@ import argparse
 import tempfile
 
 import vqtoken  # noqa: F401
-from vqtoken.demo import demo_clip, load_model_and_processor
+from vqtoken.demo import demo_clip
+from vqtoken.loading import load_model_and_processor
 from vqtoken.synthetic import write_clip
 from vqtoken.video_io import load_video
 from vqtoken.visualize import cluster_video, draw_clusters, save_atomically
@@ -25,6 +26,6 @@ args = parser.parse_args()
 model, processor = load_model_and_processor(args.model)  # None: the built-in default
 video = args.video or write_clip(tempfile.mkdtemp() + "/shape.mp4", demo_clip(16), fps=8)
 
-clusters = cluster_video(model, processor, load_video(video, num_frames=8))
+clusters = cluster_video(model, processor, load_video(video, num_frames=processor.default_num_frames))
 save_atomically(draw_clusters(clusters), args.out)
 print(f"wrote {args.out}: K = {clusters.num_clusters}, tokens per cluster {clusters.cluster_sizes}")

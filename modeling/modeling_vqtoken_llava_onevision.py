@@ -20,6 +20,7 @@ Images are not compressed: they follow stock OneVision. Mode `"off"` is stock On
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -41,6 +42,16 @@ except ImportError:
 logger = logging.get_logger(__name__)
 
 REMOTE_CODE_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText", "AutoModelForMultimodalLM")
+
+# transformers saves stock LLaVA-OneVision in the Hub layout and renames it on load for its own classes only; a
+# custom-code class gets no renaming, so without this map a stock checkpoint would load with a random language model.
+STOCK_ONEVISION_KEY_MAPPING = {
+    r"^language_model\.model\.": "model.language_model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+    r"^vision_tower\.": "model.vision_tower.",
+    r"^multi_modal_projector\.": "model.multi_modal_projector.",
+    r"^image_newline$": "model.image_newline",
+}
 
 
 @dataclass
@@ -141,7 +152,7 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             hidden_size)` tensor per video, with `num_tokens_i = K_i + 1` (`"centroids"`) or `max(T, K_i) + 1`
             (`"attention"`), and the codebooks, index maps and chosen K of every video.
         """
-        self.config.validate_vqtoken()
+        self.config.validate_vqtoken_settings()
         if self.config.vqtoken_mode == "off":
             return super().get_video_features(
                 pixel_values_videos,
@@ -368,9 +379,24 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
     config_class = VQTokenLlavaOnevisionConfig
 
     def __init__(self, config: VQTokenLlavaOnevisionConfig):
-        super().__init__(config)
+        config.validate_vqtoken_settings()
+        # the stock __init__ without its stock inner model (whose post_init would consume the configuration's
+        # `gradient_checkpointing` flag before the VQToken inner model exists)
+        super(LlavaOnevisionForConditionalGeneration, self).__init__(config)
         self.model = VQTokenLlavaOnevisionModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """
+        `PreTrainedModel.from_pretrained`, reading this model's own folders and stock LLaVA-OneVision checkpoints
+        (Hub layout, `STOCK_ONEVISION_KEY_MAPPING`) alike. A `vqtoken_*` keyword overrides the saved configuration;
+        a misspelt one raises `ValueError` with the nearest valid name.
+        """
+        VQTokenLlavaOnevisionConfig.reject_unknown_settings(kwargs)
+        kwargs.setdefault("key_mapping", STOCK_ONEVISION_KEY_MAPPING)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def get_frame_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model.get_frame_features(pixel_values_videos, **kwargs)
@@ -419,7 +445,7 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         """
         if self.config.vqtoken_mode == "off":
             raise ValueError("`encode_videos` needs `vqtoken_mode` 'centroids' or 'attention', not 'off'.")
-        self.config.validate_vqtoken()
+        self.config.validate_vqtoken_settings()
         frame_features = self.model.get_frame_features(pixel_values_videos.to(self.dtype), **kwargs)
         return self.model.quantize_frame_features(frame_features)
 

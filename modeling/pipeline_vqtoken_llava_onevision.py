@@ -15,7 +15,6 @@ import time
 from transformers import GenerationConfig, Pipeline
 from transformers.utils import logging
 
-from .video_io import DEFAULT_NUM_FRAMES
 from .vqtoken_inference import answer_prompts, answer_prompts_from_codebooks, decode_videos, video_prompt
 
 
@@ -60,7 +59,8 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
     """
     Answers questions about videos with a VQToken model. Videos given as paths or file objects are decoded with PyAV;
     frame arrays `(T, H, W, 3)` uint8 (or lists of frames) and `DecodedVideo`s are used as they are. Every video is
-    sampled to `num_frames` frames uniformly over the whole clip (default 32).
+    sampled to `num_frames` frames uniformly over the whole clip (default: the number the model expects,
+    `processor.default_num_frames`).
 
     Inputs (one request, or a list of them answered in one batch):
 
@@ -202,7 +202,7 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                 raise ValueError("Every video needs a question: pass `text=` (or use chat messages).")
         return requests, batched
 
-    def preprocess(self, requests, num_frames=DEFAULT_NUM_FRAMES):
+    def preprocess(self, requests, num_frames=None):
         videos, prompts, input_texts = [], [], []
         for request in requests:
             if "messages" in request:
@@ -222,7 +222,7 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
             timings = {"load": time.perf_counter() - start}
             return {"prompts": prompts, "cached_videos": cached_videos, "input_texts": input_texts, "timings": timings}
         start = time.perf_counter()
-        decoded = decode_videos(videos, num_frames)
+        decoded = decode_videos(videos, num_frames or self.processor.default_num_frames)
         timings = {"decode": time.perf_counter() - start}
         return {"prompts": prompts, "videos": decoded, "input_texts": input_texts, "timings": timings}
 

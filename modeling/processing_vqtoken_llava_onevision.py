@@ -5,6 +5,7 @@ from transformers import LlavaOnevisionProcessor
 from transformers.processing_utils import MultiModalData
 
 from .configuration_vqtoken_llava_onevision import VQTOKEN_MODES
+from .video_io import DEFAULT_NUM_FRAMES
 
 
 class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
@@ -83,6 +84,15 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
             vqtoken_max_clusters=vqtoken_max_clusters,
             **settings,
         )
+
+    @property
+    def default_num_frames(self) -> int:
+        """
+        Frames per video the model expects: the `num_frames` of the video processor, saved in the model's folder
+        (`processor_config.json`), or the release's 32 when the folder does not say.
+        """
+        num_frames = getattr(self.video_processor, "num_frames", None)
+        return int(num_frames) if num_frames else DEFAULT_NUM_FRAMES
 
     def num_video_tokens(self, num_frames: int) -> int:
         """Number of placeholder tokens written for a video of `num_frames` frames, the newline included."""

@@ -250,7 +250,7 @@ def ask_videos(
     processor,
     videos: list,
     questions: list[str],
-    num_frames: int = DEFAULT_NUM_FRAMES,
+    num_frames: int | None = None,
     max_new_tokens: int = 64,
     **generate_kwargs,
 ) -> list[VideoAnswer]:
@@ -263,7 +263,8 @@ def ask_videos(
         videos: paths, file objects, frame arrays `(T, H, W, 3)` or [`DecodedVideo`]s. All are sampled to
             `num_frames` frames (the processor needs one frame count per batch).
         questions: one question per video.
-        num_frames: frames sampled uniformly over each whole clip.
+        num_frames: frames sampled uniformly over each whole clip (default: the number the model expects,
+            `processor.default_num_frames`).
         max_new_tokens, **generate_kwargs: passed to `generate` (greedy unless told otherwise).
 
     Returns:
@@ -274,7 +275,7 @@ def ask_videos(
     if not videos:
         raise ValueError("No video given.")
     start = time.perf_counter()
-    decoded = decode_videos(videos, num_frames)
+    decoded = decode_videos(videos, num_frames or processor.default_num_frames)
     timings = {"decode": time.perf_counter() - start}
     prompts = [video_prompt(processor, question) for question in questions]
     return answer_prompts(model, processor, prompts, decoded, max_new_tokens, timings=timings, **generate_kwargs)

@@ -232,7 +232,7 @@ def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     assert "1 encoded, 0 already done, 1 failed" in capsys.readouterr().out
 
     # a fresh copy of the built-in default accepts the file
-    from vqtoken.demo import load_model_and_processor
+    from vqtoken.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(None)
     answer = ask_cached(model, processor, [tmp_path / "one.vqt"], [QUESTION], max_new_tokens=2)[0]

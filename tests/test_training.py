@@ -312,10 +312,10 @@ def test_synthetic_evaluation_scores_every_question(synthetic, tmp_path):
 
 
 def test_built_in_default_model_answers_held_out_clips(tmp_path):
-    from vqtoken.demo import load_default_model
+    from vqtoken.loading import load_model_and_processor
     from vqtoken.training.synthetic_eval import evaluate_synthetic
 
-    model, processor = load_default_model()
+    model, processor = load_model_and_processor(None)
     assert model.config.vqtoken_mode == "attention" and model.config.vqtoken_max_clusters == 15
     heldout = generate_synthetic_dataset(tmp_path, 12, questions_per_clip=4, num_frames=16, size=64, seed=777,
                                          split="heldout")

@@ -20,7 +20,8 @@ def add_encode_arguments(parser, model_arguments: bool = True):
     if model_arguments:
         parser.add_argument("--model", default=None,
                             help="model folder or Hub id (default: the built-in default model)")
-        parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+        parser.add_argument("--frames", type=int, default=None,
+                            help="frames sampled per video (default: the number the model expects)")
     parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_encode)
@@ -33,10 +34,10 @@ def run_encode(args, load=None) -> int:
     (default: [`load_model_and_processor`] of `args.model`).
     """
     from .cache import CACHE_SUFFIX, EncodeReport, encode_folder, encode_videos, output_is_current, source_fingerprint
-
-    from .demo import load_model_and_processor
+    from .loading import load_model_and_processor
 
     model, processor = load() if load is not None else load_model_and_processor(args.model)
+    num_frames = args.frames or processor.default_num_frames
     output = Path(args.output)
     single = output.suffix.lower() == CACHE_SUFFIX
     if single:
@@ -47,14 +48,14 @@ def run_encode(args, load=None) -> int:
         try:
             source = source_fingerprint(args.videos[0])
             if not args.overwrite and output.exists() and output_is_current(output, model, source, processor,
-                                                                            args.frames):
+                                                                            num_frames):
                 report.skipped.append(output)
             else:
-                report.written += encode_videos(model, processor, [args.videos[0]], [output], args.frames)
+                report.written += encode_videos(model, processor, [args.videos[0]], [output], num_frames)
         except Exception as error:
             report.failed.append((args.videos[0], f"{type(error).__name__}: {error}"))
     else:
-        report = encode_folder(model, processor, args.videos, output, num_frames=args.frames, overwrite=args.overwrite,
+        report = encode_folder(model, processor, args.videos, output, num_frames=num_frames, overwrite=args.overwrite,
                                progress=not args.no_progress)
     print(report.summary())
     return 1 if report.failed else 0

@@ -49,14 +49,14 @@ def positive_int(text: str) -> int:
 # ----------------------------------------------------------------------------------------------------------- shared
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, default_frames: int = 32):
+def add_model_arguments(parser: argparse.ArgumentParser):
     """`--model`, `--frames`, the VQToken settings that override the loaded configuration, `--device`, `--dtype`."""
     parser.add_argument(
         "--model", metavar="ID_OR_DIR", help="Hub id or folder of a VQToken model (default: the built-in default)"
     )
     parser.add_argument(
-        "--frames", type=positive_int, default=default_frames,
-        help=f"frames sampled uniformly over the video (default {default_frames})",
+        "--frames", type=positive_int, default=None,
+        help="frames sampled uniformly over the video (default: the number the model expects, from its folder)",
     )
     parser.add_argument("--mode", choices=MODES, help="override vqtoken_mode")
     parser.add_argument("--selection", choices=SELECTIONS, help="override vqtoken_selection_method")
@@ -82,38 +82,6 @@ def vqtoken_overrides(args) -> dict:
     return {field: getattr(args, name) for name, field in names.items() if getattr(args, name, None) is not None}
 
 
-def resolve_device(text: str):
-    import torch
-
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"argument --device: unknown device {text!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CommandError(f"--device {text}: CUDA is not available on this machine")
-    return device
-
-
-def resolve_dtype(text: str, device):
-    import torch
-
-    if text == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, text)
-
-
-def _apply_overrides(config, overrides: dict):
-    """Sets the overrides on `config` and validates them; a rejected value is a usage error (exit 2)."""
-    for field, value in overrides.items():
-        setattr(config, field, value)
-    try:
-        config.validate_vqtoken()
-    except ValueError as error:
-        raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
-
-
 def _flags(overrides: dict) -> str:
     names = {"vqtoken_selection_method": "--selection"}
     flags = [names.get(field, "--" + field.removeprefix("vqtoken_").replace("_", "-")) for field in overrides]
@@ -122,47 +90,26 @@ def _flags(overrides: dict) -> str:
 
 def load_model(args):
     """
-    The model and processor of `args.model` with the command-line settings applied, or the built-in default.
+    The model and processor of `args.model` (the built-in default when absent) with the command-line settings
+    applied, through [`vqtoken.loading.load_model_and_processor`].
 
     Returns:
         `(model, processor, label)`: `label` names the model in reports.
     """
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    from .loading import DEFAULT_MODEL_LABEL, load_model_and_processor
+    from .modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
+
     overrides = vqtoken_overrides(args)
-    if args.model is None:
-        from .demo import DEFAULT_MODEL_LABEL, load_default_model
-
-        try:
-            model, processor = load_default_model(**overrides)
-        except ValueError as error:
-            raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
-        label = DEFAULT_MODEL_LABEL
-    else:
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-        from . import VQTokenLlavaOnevisionConfig
-
-        if _looks_like_path(args.model) and not Path(args.model).is_dir():
-            raise CommandError(f"model folder not found: {args.model}")
-        try:
-            config = AutoConfig.from_pretrained(args.model)
-        except (OSError, ValueError) as error:
-            raise CommandError(f"cannot load the model {args.model!r}: {_first_line(error)}") from error
-        if not isinstance(config, VQTokenLlavaOnevisionConfig):
-            raise CommandError(f"{args.model!r} is not a VQToken model (model_type {config.model_type!r})")
-        _apply_overrides(config, overrides)
-        try:
-            model = AutoModelForImageTextToText.from_pretrained(args.model, config=config, dtype=dtype)
-            processor = AutoProcessor.from_pretrained(args.model)
-        except (OSError, ValueError) as error:
-            raise CommandError(f"cannot load the model {args.model!r}: {_first_line(error)}") from error
-        label = f"model: {args.model}"
-    # the processor writes the placeholder count of the mode and K in use
-    processor.vqtoken_mode = model.config.vqtoken_mode
-    processor.vqtoken_max_clusters = model.config.vqtoken_max_clusters
-    model = model.to(device=device, dtype=dtype).eval()
-    return model, processor, label
+    if args.model is not None and _looks_like_path(args.model) and not Path(args.model).is_dir():
+        raise CommandError(f"model folder not found: {args.model}")
+    try:
+        model, processor = load_model_and_processor(args.model, device=args.device, dtype=args.dtype, **overrides)
+    except VQTokenSettingError as error:
+        raise UsageError(f"bad setting ({_flags(overrides)}): {error}") from None
+    except (OSError, ValueError) as error:
+        name = args.model or "the built-in default model"
+        raise CommandError(f"cannot load {name}: {_first_line(error)}") from error
+    return model, processor, DEFAULT_MODEL_LABEL if args.model is None else f"model: {args.model}"
 
 
 def progress(args, total: int, description: str):
@@ -215,7 +162,8 @@ def add_demo(subparsers):
 
 
 def run_demo(args) -> int:
-    from .demo import DEFAULT_MODEL_LABEL, format_report, run_demo
+    from .demo import format_report, run_demo
+    from .loading import DEFAULT_MODEL_LABEL
 
     result = run_demo(num_frames=args.frames, mode=args.mode, selection=args.selection)
     if args.json:
@@ -258,7 +206,7 @@ def run_ask(args) -> int:
         else:
             with step(bar, "decoding the video"):
                 start = time.perf_counter()
-                decoded = decode_videos([str(video)], args.frames)
+                decoded = decode_videos([str(video)], args.frames or processor.default_num_frames)
                 timings = {"decode": time.perf_counter() - start}
             with step(bar, "answering"):
                 prompt = video_prompt(processor, args.question)
@@ -283,7 +231,7 @@ def add_visualize(subparsers):
     )
     parser.add_argument("video", help="path of the video file")
     parser.add_argument("--out", required=True, help="the PNG file to write (e.g. clusters.png)")
-    add_model_arguments(parser, default_frames=8)
+    add_model_arguments(parser)
     add_output_arguments(parser)
     parser.set_defaults(run=run_visualize)
 
@@ -304,7 +252,7 @@ def run_visualize(args) -> int:
         with step(bar, "loading the model"):
             model, processor, label = load_model(args)
         with step(bar, "decoding the video"):
-            decoded = decode_videos([str(video)], args.frames)[0]
+            decoded = decode_videos([str(video)], args.frames or processor.default_num_frames)[0]
         with step(bar, "clustering"):
             try:
                 clusters = cluster_video(model, processor, decoded)

@@ -39,7 +39,6 @@ class ModelArgs:
     name_or_path: str = "tiny"
     vqtoken: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] = field(default_factory=dict)
-    trust_remote_code: bool = False
     video_tokens: str = "model"
 
 

@@ -16,7 +16,6 @@ from ..modeling.modeling_vqtoken_llava_onevision import (
     VQTokenLlavaOnevisionForConditionalGeneration,
     VQTokenVideoOutput,
 )
-from ..modeling.processing_vqtoken_llava_onevision import VQTokenLlavaOnevisionProcessor
 from .config import PARTS, ModelArgs
 from .data import IGNORE_INDEX
 
@@ -58,7 +57,6 @@ def tiny_model_config(tokenizer, tiny: dict | None = None, vqtoken: dict | None 
     text.num_hidden_layers = sizes["text_layers"]
     if getattr(text, "layer_types", None) is not None:
         text.layer_types = ["full_attention"] * sizes["text_layers"]
-    config.validate_vqtoken()
     return config
 
 
@@ -67,12 +65,10 @@ def load_model_and_processor(args: ModelArgs):
     The starting model and its processor.
 
     - `"tiny"`: a small random model built offline (`args.tiny` sizes, tiny tokenizer).
-    - a VQToken folder / Hub id: loaded as saved, with the `args.vqtoken` fields overriding its configuration.
-    - a stock LLaVA-OneVision checkpoint: its weights in a VQToken model; the VQ-Attention starts from its
-      initialisation (logged).
+    - a VQToken folder / Hub id, or a stock LLaVA-OneVision checkpoint (the VQ-Attention then starts from its
+      initialisation): loaded by [`vqtoken.loading.load_model_and_processor`] on the CPU in float32 (accelerate
+      places it), with the `args.vqtoken` fields overriding its configuration.
     """
-    from transformers import AutoConfig, AutoProcessor
-
     vqtoken = dict(args.vqtoken or {})
     if args.name_or_path == "tiny":
         from ..tiny import tiny_processor, tiny_tokenizer
@@ -83,27 +79,9 @@ def load_model_and_processor(args: ModelArgs):
         model = VQTokenLlavaOnevisionForConditionalGeneration(config)
         return model, tiny_processor(config, tokenizer)
 
-    base_config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
-    if base_config.model_type == VQTokenLlavaOnevisionConfig.model_type:
-        from ..demo import load_model_and_processor as load_vqtoken_model
+    from ..loading import load_model_and_processor as load_pretrained
 
-        return load_vqtoken_model(args.name_or_path, **vqtoken)
-    if base_config.model_type == "llava_onevision":
-        values = base_config.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "auto_map"):
-            values.pop(key, None)
-        config = VQTokenLlavaOnevisionConfig(**{**values, **vqtoken})
-        logger.info("Starting from stock LLaVA-OneVision %s: the VQ-Attention starts from its initialisation.",
-                    args.name_or_path)
-        model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(args.name_or_path, config=config)
-        stock = AutoProcessor.from_pretrained(args.name_or_path)
-        return model, VQTokenLlavaOnevisionProcessor.from_onevision_processor(
-            stock, config.vqtoken_mode, config.vqtoken_max_clusters
-        )
-    raise ValueError(
-        f"{args.name_or_path} is a {base_config.model_type!r} checkpoint; expected a VQToken folder or a stock "
-        "LLaVA-OneVision checkpoint (model_type 'llava_onevision')."
-    )
+    return load_pretrained(args.name_or_path, device="cpu", dtype="float32", **vqtoken)
 
 
 def part_modules(model: VQTokenLlavaOnevisionForConditionalGeneration) -> dict[str, list[nn.Module | nn.Parameter]]:

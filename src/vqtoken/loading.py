@@ -68,6 +68,7 @@ def load_model_and_processor(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
     **vqtoken_settings,
 ):
     """
@@ -79,6 +80,8 @@ def load_model_and_processor(
         device: `"auto"` (default), `"cpu"`, `"cuda"`, `"cuda:1"`, ... or a `torch.device`.
         dtype: `"auto"` (default: bfloat16 on CUDA, float32 elsewhere), `"float32"`, `"bfloat16"`, `"float16"` or a
             `torch.dtype`.
+        attn_implementation: the attention kernels of the towers (`"sdpa"`, `"eager"`, `"flash_attention_2"`, ...);
+            `None` lets transformers choose.
         **vqtoken_settings: `vqtoken_*` fields overriding the folder's configuration, validated with the
             configuration's own messages (`ValueError` naming the field).
 
@@ -109,7 +112,9 @@ def load_model_and_processor(
             f"{name_or_path} holds a {source_config.model_type!r} model; expected a VQToken model "
             f"({VQTokenLlavaOnevisionConfig.model_type!r}) or a stock LLaVA-OneVision one ({STOCK_MODEL_TYPE!r})."
         )
-    model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(name_or_path, config=config, dtype=dtype)
+    model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(
+        name_or_path, config=config, dtype=dtype, attn_implementation=attn_implementation
+    )
     model = model.to(device).eval()
     return model, sync_processor(processor, model.config)
 

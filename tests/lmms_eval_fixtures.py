@@ -7,7 +7,7 @@ Not library code.
 
 from pathlib import Path
 
-from vqtoken_lmms_eval.synthetic_task import CLIP_FRAMES, NUM_FRAMES, write_task  # noqa: F401 (re-exported to the tests)
+from vqtoken_lmms_eval.synthetic_task import CLIP_FRAMES, NUM_FRAMES, write_task  # noqa: F401 (for the tests)
 
 
 def save_model_folders(root: Path) -> tuple[Path, Path]:

@@ -20,7 +20,10 @@ pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (the `eval` 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lmms_eval_fixtures import NUM_FRAMES, save_model_folders, write_task  # noqa: E402
+from lmms_eval_fixtures import CLIP_FRAMES, NUM_FRAMES, save_model_folders, write_task  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from vqtoken.video_io import load_video  # noqa: E402
 
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -30,7 +33,7 @@ TASKS = {
     "tiny_text": {"visual": "text", "num_docs": 4},
     "tiny_choice": {"output_type": "multiple_choice", "num_docs": 4},
     "tiny_rounds": {"output_type": "generate_until_multi_round", "num_docs": 4},
-    "tiny_broken": {"num_docs": 3},
+    "tiny_sources": {"num_docs": 3},
 }
 
 
@@ -46,7 +49,14 @@ def material(tmp_path_factory):
     tasks = root / "tasks"
     for name, options in TASKS.items():
         write_task(tasks, name, **options)
-    (tasks / "tiny_broken" / "videos" / "clip1.mp4").write_bytes(b"this is not a video")
+    # tiny_sources: clip 1 is not a video, clip 2 is a folder of frame images
+    videos = tasks / "tiny_sources" / "videos"
+    (videos / "clip1.mp4").write_bytes(b"this is not a video")
+    frames = load_video(videos / "clip2.mp4", num_frames=CLIP_FRAMES).frames
+    (videos / "clip2.mp4").unlink()
+    (videos / "clip2.mp4").mkdir()
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(videos / "clip2.mp4" / f"frame{index:03d}.png")
     yield {
         "vqtoken": vqtoken_dir,
         "stock": stock_dir,
@@ -99,7 +109,8 @@ def test_entry_point_registers_vqtoken_hf_without_importing_torch():
         "assert 'torch' not in sys.modules, 'the entry-point module imported torch'\n"
         "from lmms_eval.models import get_model_manifest\n"
         "registered = get_model_manifest('vqtoken_hf')\n"
-        "print(registered.chat_class_path, registered.simple_class_path, get_model_manifest('vqtoken').simple_class_path)"
+        "builtin = get_model_manifest('vqtoken')\n"
+        "print(registered.chat_class_path, registered.simple_class_path, builtin.simple_class_path)"
     )
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert output.split() == [
@@ -118,14 +129,16 @@ def test_mode_off_answers_as_lmms_eval_llava_hf_on_the_stock_weights(material):
     for doc in docs(material, "tiny_video"):
         reader = decord.VideoReader(doc["video"])
         indices = np.linspace(0, len(reader) - 1, NUM_FRAMES, dtype=int).tolist()
-        assert np.array_equal(reader.get_batch(indices).asnumpy(), load_video(doc["video"], num_frames=NUM_FRAMES).frames)
+        pyav_frames = load_video(doc["video"], num_frames=NUM_FRAMES).frames
+        assert np.array_equal(reader.get_batch(indices).asnumpy(), pyav_frames)
 
     ours, our_samples = evaluate(material, "vqtoken_hf", vqtoken_args(material, "vqtoken_mode=off"), "tiny_video")
     stock, stock_samples = evaluate(material, "llava_hf", llava_hf_args(material), "tiny_video", force_simple=True)
     assert answers(our_samples) == answers(stock_samples)
     assert len(set(answers(our_samples).values())) > 2  # the answers depend on the clip
     assert ours["accuracy,none"] == stock["accuracy,none"]
-    assert all(record["visual_tokens"] == record["visual_tokens_stock"] == 8 * 16 + 1 for record in records(our_samples).values())
+    for record in records(our_samples).values():
+        assert record["visual_tokens"] == record["visual_tokens_stock"] == 8 * 16 + 1
 
 
 def test_images_answer_as_lmms_eval_llava_hf_on_the_stock_weights(material):
@@ -144,7 +157,8 @@ def test_text_only_prompts_answer_as_the_stock_model(material):
     processor = AutoProcessor.from_pretrained(material["stock"])
     for doc_id, doc in enumerate(docs(material, "tiny_text")):
         messages = [{"role": "user", "content": [{"type": "text", "text": doc["question"]}]}]
-        inputs = processor(text=[processor.apply_chat_template(messages, add_generation_prompt=True)], return_tensors="pt")
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = processor(text=[prompt], return_tensors="pt")
         output = stock.generate(**inputs, max_new_tokens=4, do_sample=False)
         expected = processor.decode(output[0, inputs.input_ids.shape[1] :], skip_special_tokens=True).strip()
         assert answers(samples)[doc_id] == expected
@@ -268,12 +282,21 @@ def test_generation_settings_follow_lmms_eval_conventions():
         generation_settings({"max_new_tokens": 0})
 
 
-def test_a_video_that_cannot_be_decoded_gets_an_empty_answer_and_is_recorded(material):
-    _, samples = evaluate(material, "vqtoken_hf", vqtoken_args(material), "tiny_broken", batch_size=3)
+def test_a_folder_of_frames_is_a_video_and_a_broken_video_gets_an_empty_answer(material):
+    from vqtoken.inference import ask_videos
+    from vqtoken.loading import load_model_and_processor
+
+    _, samples = evaluate(material, "vqtoken_hf", vqtoken_args(material), "tiny_sources", batch_size=3)
     assert answers(samples)[1] == ""
     assert "clip1.mp4" in records(samples)[1]["error"]
-    assert answers(samples)[0] and answers(samples)[2]
-    assert "error" not in records(samples)[0]
+    assert answers(samples)[0] and "error" not in records(samples)[0]
+    # the folder answers as its frames would: sampled uniformly, 8 of 29
+    model, processor = load_model_and_processor(material["vqtoken"])
+    folder = sorted((material["tasks"] / "tiny_sources" / "videos" / "clip2.mp4").iterdir())
+    frames = np.stack([np.asarray(Image.open(path)) for path in folder])
+    question = docs(material, "tiny_sources")[2]["question"]
+    [expected] = ask_videos(model, processor, [frames], [question], num_frames=NUM_FRAMES, max_new_tokens=4)
+    assert answers(samples)[2] == expected.answer and records(samples)[2]["visual_tokens"] == 16
 
 
 @pytest.mark.parametrize(
@@ -309,7 +332,7 @@ def test_cli_run_writes_results_samples_and_tokdense(material):
     assert [sample["token_counts"][0]["visual_tokens"] for sample in logged] == [16] * 8
     [summary_file] = results_file.parent.glob("*_tokdense.json")
     summary = json.loads(summary_file.read_text())["tiny_video"]
-    assert summary["videos"] == 8 and summary["mean_visual_tokens"] == 16 and summary["mean_visual_tokens_stock"] == 129
+    assert (summary["videos"], summary["mean_visual_tokens"], summary["mean_visual_tokens_stock"]) == (8, 16, 129)
     assert summary["metrics"]["accuracy,none"] == {"value": accuracy, "tokdense": accuracy / 16}
     assert accuracy > 0.5
     assert "TokDense" in run.stdout and "tiny_video" in run.stdout

@@ -25,8 +25,19 @@ RESULTS = {
 }
 SAMPLES = {
     "a": [sample(tokens=10, clusters=9), sample(tokens=20, clusters=19), sample(error="cannot decode")],
-    "b": [{"doc_id": 0, "token_counts": [{"modality": "video", "visual_tokens": [30, 12], "visual_tokens_stock": [129, 129],
-                                          "num_clusters": [29, 11]}]}],
+    "b": [  # one multi-round request
+        {
+            "doc_id": 0,
+            "token_counts": [
+                {
+                    "modality": "video",
+                    "visual_tokens": [30, 12],
+                    "visual_tokens_stock": [129, 129],
+                    "num_clusters": [29, 11],
+                }
+            ],
+        }
+    ],
     "text_only": [sample(modality="text", tokens=0, stock=0, clusters=None), {"doc_id": 1, "token_counts": [None]}],
 }
 

@@ -5,16 +5,17 @@ lmms-eval models `vqtoken_hf`: a VQToken folder or Hub id evaluated by lmms-eval
 context string and visuals) turn each request into one [`Prompt`] (the chat prompt and its images or its one video)
 and answer batches of prompts the same way:
 
-- videos are decoded with PyAV (`vqtoken.video_io`: `max_frames_num` frames sampled uniformly over the whole clip) and
-  answered by `vqtoken.inference.answer_prompts`, one `generate` call per batch in which every video has its own K;
+- videos are decoded with PyAV (`vqtoken.video_io`: `max_frames_num` frames sampled uniformly over the whole clip; a
+  folder of frame images, as some MVBench tasks give, is sampled the same way) and answered by
+  `vqtoken.inference.answer_prompts`, one `generate` call per batch in which every video has its own K;
 - images and text-only prompts take the stock LLaVA-OneVision path of the model (images are never compressed);
 - `loglikelihood` scores one continuation at a time, as lmms-eval's stock models do, and encodes a video once for
   the consecutive requests that share it (the choices of a multiple-choice question).
 
 Requests are sorted by prompt length and grouped by generation settings with lmms-eval's own `Collator`, as its
-models do, so a batch holds requests of one task with the same settings. Every result is a `GenerationResult` whose
-`token_counts` ([`VisualTokenCounts`]) carry the visual tokens the language model read, K and the stock count: lmms-eval
-writes them into each logged sample, where `vqtoken_lmms_eval.token_density` reads them.
+models do, so a batch holds requests with the same settings. Every result is a `GenerationResult` whose `token_counts`
+([`VisualTokenCounts`]) carry the visual tokens the language model read, K and the stock count: lmms-eval writes them
+into each logged sample, where `vqtoken_lmms_eval.token_density` reads them.
 
 Logging goes through lmms-eval's logger (loguru), so that `--verbosity` applies to it as to the rest of the run.
 """
@@ -22,7 +23,9 @@ Logging goes through lmms-eval's logger (loguru), so that `--verbosity` applies 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from lmms_eval import utils as lmms_eval_utils
@@ -34,11 +37,11 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import GenerationConfig
 
-from vqtoken.inference import answer_prompts, decode_videos, video_prompt
+from vqtoken.inference import answer_prompts, decode_videos
 from vqtoken.loading import load_model_and_processor, resolve_device, resolve_dtype
 from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from vqtoken.modeling.vqtoken_inference import stock_video_tokens, timed_generate
-from vqtoken.video_io import VideoDecodeError
+from vqtoken.video_io import DecodedVideo, VideoDecodeError, uniform_indices
 
 from . import MODEL_ID
 
@@ -47,6 +50,7 @@ MODEL_ARGS = ("pretrained", "device", "dtype", "batch_size", "max_frames_num", "
 DEFAULT_MAX_NEW_TOKENS = 1024  # lmms-eval's stock LLaVA-OneVision models' default when a task sets none
 # lmms-eval settings that are not `generate` arguments, or that a request may leave unset (None)
 SAMPLING_SETTINGS = ("temperature", "top_p", "top_k")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass
@@ -153,13 +157,29 @@ GENERATION_DEFAULTS = GenerationConfig()
 
 @lru_cache(maxsize=None)
 def warn_ignored_setting(key: str, value):
-    eval_logger.warning(f"{MODEL_ID}: ignoring the generation setting {key}={value!r}: `generate` has no such setting.")
+    eval_logger.warning(f"{MODEL_ID}: ignoring the generation setting {key}={value!r}: `generate` has no such one.")
 
 
 def cut_at_stop_strings(answer: str, until: list[str]) -> str:
     for stop in until:
         answer = answer.split(stop)[0]
     return answer
+
+
+def read_video(video: str, num_frames: int) -> DecodedVideo:
+    """
+    `num_frames` frames sampled uniformly over `video`: a video file (decoded with PyAV), or a folder of frame images
+    in name order (only the sampled images are read).
+    """
+    folder = Path(video)
+    if not folder.is_dir():
+        return decode_videos([video], num_frames)[0]
+    images = sorted(path for path in folder.iterdir() if path.suffix.lower() in FRAME_SUFFIXES)
+    if not images:
+        raise VideoDecodeError(f"{video} is a folder without frame images ({', '.join(FRAME_SUFFIXES)}).")
+    indices = uniform_indices(len(images), num_frames)
+    frames = np.stack([np.asarray(Image.open(images[index]).convert("RGB")) for index in indices])
+    return decode_videos([frames], num_frames)[0]
 
 
 class VQTokenSimple(lmms):
@@ -221,9 +241,13 @@ class VQTokenSimple(lmms):
         self._video_totals = defaultdict(lambda: [0, 0, 0])  # task -> [videos, visual tokens, stock visual tokens]
         self._failed = []  # (label, video, message) of the videos that could not be decoded
         config = self.model.config
+        if config.vqtoken_selection_method == "fixed":
+            clusters = f"K = {config.vqtoken_max_clusters}"
+        else:
+            low, high = config.vqtoken_min_clusters, config.vqtoken_max_clusters
+            clusters = f"K by {config.vqtoken_selection_method} in {low}..{high}"
         eval_logger.info(
-            f"{MODEL_ID}: {pretrained or 'built-in default model'}, mode {config.vqtoken_mode!r}, K "
-            f"{config.vqtoken_selection_method} in {config.vqtoken_min_clusters}..{config.vqtoken_max_clusters}, "
+            f"{MODEL_ID}: {pretrained or 'built-in default model'}, mode {config.vqtoken_mode!r}, {clusters}, "
             f"{self.max_frames_num} frames per video, batch size {self.batch_size_per_gpu}, {self.model.device}, "
             f"{self.model.dtype}."
         )
@@ -274,7 +298,8 @@ class VQTokenSimple(lmms):
                 if item.type == "text":
                     content.append({"type": "text", "text": item.text})
                 elif item.type == "image":
-                    images.append(item.url if isinstance(item.url, Image.Image) else Image.open(item.url).convert("RGB"))
+                    image = item.url if isinstance(item.url, Image.Image) else Image.open(item.url)
+                    images.append(image.convert("RGB"))
                     content.append({"type": "image"})
                 elif item.type == "video" and isinstance(item.url, str) and item.start_time is None:
                     videos.append(item.url)
@@ -295,7 +320,7 @@ class VQTokenSimple(lmms):
     @staticmethod
     def _check_media(images: list, videos: list, label: str):
         if len(videos) > 1:
-            raise ValueError(f"vqtoken_hf: {label} holds {len(videos)} videos; vqtoken_hf answers one video per question.")
+            raise ValueError(f"vqtoken_hf: {label} holds {len(videos)} videos; vqtoken_hf answers one per question.")
         if videos and images:
             raise ValueError(f"vqtoken_hf: {label} mixes images and a video; vqtoken_hf answers one or the other.")
 
@@ -327,7 +352,7 @@ class VQTokenSimple(lmms):
         decoded, failures = {}, {}
         for index, prompt in enumerate(prompts):
             try:
-                decoded[index] = decode_videos([prompt.video], self.max_frames_num)[0]
+                decoded[index] = read_video(prompt.video, self.max_frames_num)
             except (VideoDecodeError, OSError) as error:
                 failures[index] = f"{type(error).__name__}: {error}"
                 self._failed.append((prompt.label, prompt.video, failures[index]))
@@ -439,7 +464,7 @@ class VQTokenSimple(lmms):
         return results
 
     def _first_prompt(self, args: tuple) -> Prompt:
-        """The prompt of a `generate_until` (or a first round's) request: `(context, gen_kwargs, doc_to_visual, ...)`."""
+        """The prompt of a `generate_until` request, or a first round: `(context, gen_kwargs, doc_to_visual, ...)`."""
         context, _, doc_to_visual, *_, doc_id, task, split = args
         return self.prompt_from_context(context, doc_to_visual(self._doc(task, split, doc_id)), f"{task} doc {doc_id}")
 
@@ -526,7 +551,7 @@ class VQTokenSimple(lmms):
         answer_turn = {"role": "assistant", "content": [{"type": "text", "text": continuation}]}
         text = self.processor.apply_chat_template([*prompt.conversation, answer_turn], add_generation_prompt=False)
         if not text.startswith(prompt.text):
-            raise ValueError(f"vqtoken_hf: {prompt.label}: the chat template does not extend the prompt with the answer.")
+            raise ValueError(f"vqtoken_hf: {prompt.label}: the chat template does not extend the prompt by an answer.")
         tokenizer = self.processor.tokenizer
         scored_length = len(tokenizer(text).input_ids) - len(tokenizer(prompt.text).input_ids)
         frames = [video.frames(prompt.video, self.max_frames_num)] if prompt.video is not None else None
@@ -569,7 +594,7 @@ class VideoCache:
     def frames(self, video: str, num_frames: int):
         """`uint8 (num_frames, H, W, 3)` frames of `video`."""
         if video != self.video:
-            self.video, self.decoded, self.encoded = video, decode_videos([video], num_frames)[0].frames, None
+            self.video, self.decoded, self.encoded = video, read_video(video, num_frames).frames, None
         return self.decoded
 
     def encoding(self, model, pixel_values_videos: torch.Tensor):

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs < 1:
         parser.error(f"--docs must be at least 1, got {args.docs}")
     write_task(args.folder, args.name, num_docs=args.docs)
-    print(f"Wrote the task {args.name} ({args.docs} clips) into {args.folder}: --include_path {args.folder} --tasks {args.name}")
+    print(f"Wrote the task {args.name} ({args.docs} clips): --include_path {args.folder} --tasks {args.name}")
     return 0
 
 

@@ -6,9 +6,10 @@ A model answers the questions of a synthetic-clip task (`vqtoken_lmms_eval.synth
 `simple_evaluate`, once per batch size in turn, for each repetition. `--model tiny` (default): the tiny test
 configuration of `vqtoken.tiny` with random weights (32 px frames in 8 px patches, a 2-layer SigLIP of width 24 and a
 2-layer Qwen2 of width 32, K = 32), 8 frames per video; `--model default`: the built-in default model (64 px frames,
-8 frames, K = 15), whose vision tower and clustering weigh more per video. Two times per run: the model's `generate_until` (decoding, preprocessing, vision tower, clustering,
-generation: what batching changes) and the whole run (with lmms-eval's task building and scoring). The answers of
-every batch size are checked against those of the first.
+8 frames, K = 15), whose vision tower and clustering weigh more per video. Two times per run: the model's
+`generate_until` (decoding, preprocessing, vision tower, clustering, generation: what batching changes) and the whole
+run (with lmms-eval's task building and scoring). The answers of every batch size are checked against those of the
+first.
 
 Needs the `eval` extra (lmms-eval). Usage:
     python -m vqtoken.benchmarks.lmms_eval_batching [--model tiny|default] [--requests 64] [--batch-sizes 1 8]
@@ -66,7 +67,9 @@ def timed_run(pretrained: Path | None, batch_size: int, task_manager) -> dict:
 
     model.generate_until = timed_generate_until
     start = time.perf_counter()
-    results = simple_evaluate(model=model, tasks=[TASK], task_manager=task_manager, log_samples=True, verbosity="ERROR")
+    results = simple_evaluate(
+        model=model, tasks=[TASK], task_manager=task_manager, log_samples=True, verbosity="ERROR"
+    )
     run_seconds = time.perf_counter() - start
     return {
         "model_seconds": sum(model_seconds),
@@ -80,8 +83,9 @@ def format_markdown(rows: list[dict], args, loads: tuple, base_batch_size: int) 
     base = next(row for row in rows if row["batch_size"] == base_batch_size)
     lines = [
         f"Measured {datetime.date.today().isoformat()} with `python -m vqtoken.benchmarks.lmms_eval_batching "
-        f"--model {args.model} --requests {args.requests} --batch-sizes {' '.join(map(str, args.batch_sizes))} --repeats {args.repeats} "
-        f"--threads {args.threads}` on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"--model {args.model} --requests {args.requests} --batch-sizes {' '.join(map(str, args.batch_sizes))} "
+        f"--repeats {args.repeats} --threads {args.threads}` on {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} "
         f"({torch.get_num_threads()} thread(s)); load average {loads[0]:.1f} before, {loads[1]:.1f} after. Median of "
         f"{args.repeats} runs per batch size, run in turn.",
         "",
@@ -91,7 +95,8 @@ def format_markdown(rows: list[dict], args, loads: tuple, base_batch_size: int) 
     for row in rows:
         lines.append(
             f"| {row['batch_size']} | {row['model_seconds']:.2f} | {args.requests / row['model_seconds']:.1f} | "
-            f"{base['model_seconds'] / row['model_seconds']:.2f}x | {row['run_seconds']:.2f} | {row['accuracy']:.3f} | "
+            f"{base['model_seconds'] / row['model_seconds']:.2f}x | {row['run_seconds']:.2f} | "
+            f"{row['accuracy']:.3f} | "
             f"{'yes' if row['same_answers'] else 'NO'} |"
         )
     return "\n".join(lines)

@@ -273,7 +273,7 @@ def test_generation_settings_follow_lmms_eval_conventions():
         ["\n\n"],
         {"do_sample": True, "temperature": 0.7},
     )
-    assert generation_settings({"do_sample": True, "num_beams": 1, "image_aspect_ratio": "pad"}) == (
+    assert generation_settings({"do_sample": True, "num_beams": 1, "image_aspect_ratio": ["pad"]}) == (
         1024,
         [],
         {"do_sample": True, "num_beams": 1},

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.argv = ["lmms-eval", *argv]
     cli_evaluate()
-    files = results_files([Path(known.output_path)], newer_than=started)
+    output_path = Path(known.output_path)
+    files = results_files([output_path], newer_than=started) if output_path.is_dir() else []
     if not files:
         print("vqtoken-lmms-eval: error: the run wrote no results (see lmms-eval's messages above).", file=sys.stderr)
         return 1

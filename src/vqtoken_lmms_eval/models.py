@@ -148,7 +148,7 @@ def generation_settings(gen_kwargs: dict) -> tuple[int, list[str], dict]:
         for key in SAMPLING_SETTINGS:
             settings.pop(key, None)
     for key in [key for key in settings if not hasattr(GENERATION_DEFAULTS, key)]:
-        warn_ignored_setting(key, settings.pop(key))
+        warn_ignored_setting(key, repr(settings.pop(key)))
     return max_new_tokens, until, {"do_sample": bool(do_sample), **settings}
 
 
@@ -156,8 +156,9 @@ GENERATION_DEFAULTS = GenerationConfig()
 
 
 @lru_cache(maxsize=None)
-def warn_ignored_setting(key: str, value):
-    eval_logger.warning(f"{MODEL_ID}: ignoring the generation setting {key}={value!r}: `generate` has no such one.")
+def warn_ignored_setting(key: str, value: str):
+    """Warns once per setting and value (`value` as its repr) that `generate` has no such setting."""
+    eval_logger.warning(f"{MODEL_ID}: ignoring the generation setting {key}={value}: `generate` has no such one.")
 
 
 def cut_at_stop_strings(answer: str, until: list[str]) -> str:

@@ -130,22 +130,24 @@ def answer_prompts(
 
     config = model.config
     start = time.perf_counter()
-    frame_features = model.model.get_frame_features(pixel_values_videos)
-    _synchronize(device)
-    timings["vision"] = time.perf_counter() - start
-
-    start = time.perf_counter()
     if config.vqtoken_mode == "off":
-        video_token_counts = [int(row.sum()) for row in inputs["input_ids"] == config.video_token_id]
+        # the stock tokens (tower, projector, 2x2 pooling), computed once and handed to `generate`
+        video_outputs = model.model.get_video_features(pixel_values_videos, return_dict=True)
+        _synchronize(device)
+        timings["vision"] = time.perf_counter() - start
+        timings["clustering"] = 0.0
         num_clusters = [None] * len(videos)
-        generate_inputs = {"pixel_values_videos": pixel_values_videos}
     else:
+        frame_features = model.model.get_frame_features(pixel_values_videos)
+        _synchronize(device)
+        timings["vision"] = time.perf_counter() - start
+        start = time.perf_counter()
         video_outputs = model.model.quantize_frame_features(frame_features)
-        video_token_counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+        _synchronize(device)
+        timings["clustering"] = time.perf_counter() - start
         num_clusters = [int(k) for k in video_outputs.num_clusters]
-        generate_inputs = {"video_outputs": video_outputs}
-    _synchronize(device)
-    timings["clustering"] = time.perf_counter() - start
+    video_token_counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+    generate_inputs = {"video_outputs": video_outputs}
 
     answers = timed_generate(model, processor, {**inputs, **generate_inputs}, timings, max_new_tokens, **generate_kwargs)
     return [
@@ -153,7 +155,7 @@ def answer_prompts(
             answer=answer,
             num_frames=len(video.frames),
             visual_tokens_stock=stock_video_tokens(config, len(video.frames)),
-            visual_tokens_clustered=len(video.frames) * frame_features.shape[2],
+            visual_tokens_clustered=len(video.frames) * config.vqtoken_tokens_per_frame,
             visual_tokens=count,
             num_clusters=k,
             timings=dict(timings),

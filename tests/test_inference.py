@@ -54,3 +54,20 @@ def test_demo_command_runs_offline_and_labels_random_weights():
     text = subprocess.run([sys.executable, "-m", "vqtoken.cli", "demo", "--frames", "8"], capture_output=True,
                           text=True, timeout=300)
     assert text.returncode == 0 and "->" in text.stdout and DEMO_EXPECTED_ANSWER in text.stdout
+
+
+def test_mode_off_runs_the_vision_tower_once_per_question_and_answers_as_stock(build_model):
+    from helpers import stock_twin
+
+    model, processor = build_model(vqtoken_mode="off")
+    calls = []
+    model.model.vision_tower.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    result = ask_video(model, processor, random_clip(3), "what colour is the square ?", num_frames=4,
+                       max_new_tokens=3, min_new_tokens=3)
+    assert calls == [4]  # one pass over the 4 frames
+    assert result.visual_tokens == result.visual_tokens_stock == 4 * 4 + 1 and result.num_clusters is None
+    inputs = processor(text=[video_prompt(processor, "what colour is the square ?")], videos=[random_clip(3)],
+                       return_tensors="pt")
+    with torch.no_grad():
+        output = stock_twin(model).generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert result.answer == processor.decode(output[0, -3:], skip_special_tokens=True).strip()

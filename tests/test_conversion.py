@@ -342,6 +342,51 @@ def test_broken_checkpoints_fail_clearly_and_leave_nothing(released, tmp_path, e
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
 
 
+@pytest.mark.parametrize("model_type", ["llava", "qwen2"])
+def test_every_spelling_of_the_llava_qwen_family_converts(released, tmp_path, model_type):
+    config = released_config(released["tokenizer"], len(released["tokenizer"]), model_type=model_type)
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
+                                       shards=1)
+    report = convert(released, tmp_path / "out", checkpoint=source, verify=False)
+    assert report.tensors_mapped == len(released["tensors"]) and report.dropped_tensors == []
+
+
+@pytest.mark.parametrize(
+    "config_edit, message",
+    [
+        ({"architectures": ["LlavaForConditionalGeneration"]}, r"architectures \['LlavaForConditionalGeneration'\]"),
+        ({"model_type": "llava_onevision"}, r"model_type 'llava_onevision'; a LLaVA-Qwen checkpoint says one of"),
+        ({"model_type": "mistral"}, r"model_type 'mistral'"),
+    ],
+    ids=["architecture", "llava-hf", "other"],
+)
+def test_other_families_are_refused_with_the_reason(released, tmp_path, config_edit, message):
+    config = {**released_config(released["tokenizer"], len(released["tokenizer"])), **config_edit}
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
+                                       shards=1)
+    with pytest.raises(ConversionError, match=message):
+        convert(released, tmp_path / "out", checkpoint=source)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_siglip_head_is_dropped_and_reported(released, tmp_path):
+    tensors = dict(released["tensors"])
+    width = VISION["hidden_size"]
+    head = {
+        "model.vision_tower.vision_tower.vision_model.head.probe": torch.randn(1, 1, width),
+        "model.vision_tower.vision_tower.vision_model.head.attention.in_proj_weight": torch.randn(3 * width, width),
+        "model.vision_tower.vision_tower.vision_model.head.mlp.fc1.weight": torch.randn(2 * width, width),
+    }
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], {**tensors, **head}, shards=1)
+    output = tmp_path / "out"
+    report = convert(released, output, checkpoint=source, verify_block_modules=BLOCKED)
+    assert report.dropped_tensors == sorted(head)
+    assert report.tensors_mapped == len(tensors)
+    written = json.loads((output / "conversion_report.json").read_text())
+    assert written["dropped_tensors"] == sorted(head)
+    assert "tensors dropped   3" in report.summary()
+
+
 def test_truncated_safetensors_file_fails_clearly(released, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(released["source"], source)

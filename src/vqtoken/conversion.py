@@ -74,6 +74,16 @@ RELEASED_PREFIXES = (
 )
 RELEASED_EXACT = {"model.image_newline": "model.image_newline"}
 
+# Released tensors the model cannot use by design: dropped, and listed in the conversion report. LLaVA-NeXT replaces the
+# SigLIP head by an identity, but a source saved from a stock SigLIP may still carry it.
+DROPPED_SOURCE_PREFIXES = ("model.vision_tower.vision_tower.vision_model.head.",)
+
+# The family of the release: LLaVA-NeXT's LLaVA-Qwen. Its `LlavaQwenConfig` writes model_type "llava_qwen"; the
+# lmms-lab OneVision base checkpoints say "llava"; older exports kept Qwen2's "qwen2".
+SOURCE_ARCHITECTURE = "LlavaQwenForCausalLM"
+SOURCE_MODEL_TYPES = ("llava_qwen", "llava", "qwen2")
+SOURCE_LAYOUT_KEYS = ("model.mm_projector.0.weight", "model.embed_tokens.weight")
+
 EMBED_KEY = "model.language_model.embed_tokens.weight"
 LM_HEAD_KEY = "lm_head.weight"
 SOURCE_EMBED_KEY = "model.embed_tokens.weight"
@@ -105,6 +115,7 @@ class ConversionReport:
     dtype: str
     tensors_mapped: int
     source_tensors: int
+    dropped_tensors: list[str]
     parameters: int
     tied_embeddings: bool
     vqtoken: dict
@@ -121,6 +132,8 @@ class ConversionReport:
             f"vision tower      {self.vision_tower}",
             f"tensors mapped    {self.tensors_mapped} of {self.source_tensors} source tensors"
             + (" (lm_head tied to embed_tokens)" if self.tied_embeddings else ""),
+            f"tensors dropped   {len(self.dropped_tensors)}"
+            + (f" (not used by the model by design: {', '.join(self.dropped_tensors)})" if self.dropped_tensors else ""),
             f"parameters        {self.parameters:,}",
             f"dtype             {self.dtype}",
             "vqtoken           " + ", ".join(f"{k}={v}" for k, v in sorted(self.vqtoken.items())),
@@ -304,6 +317,31 @@ def load_vision_config(vision_config: str | None, tower: str, revision: str | No
     return {k: data[k] for k in keep if k in data}, None, f"{tower} (sizes from {vision_config})"
 
 
+def check_source_family(source_config: dict, tensors: dict[str, torch.Tensor]):
+    """
+    Refuses a checkpoint that is not LLaVA-NeXT's LLaVA-Qwen, judged by `architectures` and the tensor names (the
+    model_type has three spellings in the wild, `SOURCE_MODEL_TYPES`).
+    """
+    architectures = source_config.get("architectures") or []
+    if architectures and SOURCE_ARCHITECTURE not in architectures:
+        raise ConversionError(
+            f"config.json names the architectures {architectures}; the released VQToken checkpoint is LLaVA-NeXT's "
+            f"{SOURCE_ARCHITECTURE!r}. A transformers-format (llava-hf) checkpoint needs no conversion: load it "
+            "with `vqtoken.loading.load_model_and_processor`."
+        )
+    model_type = source_config.get("model_type")
+    if model_type not in SOURCE_MODEL_TYPES:
+        raise ConversionError(
+            f"config.json has model_type {model_type!r}; a LLaVA-Qwen checkpoint says one of {SOURCE_MODEL_TYPES}."
+        )
+    absent = [key for key in SOURCE_LAYOUT_KEYS if key not in tensors]
+    if absent or not any(key.startswith(SOURCE_VISION_PREFIX) for key in tensors):
+        raise ConversionError(
+            f"The tensors are not in LLaVA-NeXT's layout: no {absent or [SOURCE_VISION_PREFIX + '*']} "
+            f"(model_type {model_type!r}, architectures {architectures})."
+        )
+
+
 def build_config(source_config: dict, tensors: dict[str, torch.Tensor], processor, vision_fields: dict,
                  expected_kept_layers: int | None, vqtoken_settings: dict, dtype: torch.dtype):
     """
@@ -315,9 +353,7 @@ def build_config(source_config: dict, tensors: dict[str, torch.Tensor], processo
     """
     from .modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 
-    text_type = source_config.get("model_type")
-    if text_type != "qwen2":
-        raise ConversionError(f"Only LLaVA-Qwen2 checkpoints are supported: config.json has model_type {text_type!r}.")
+    check_source_family(source_config, tensors)
     missing = [name for name in TEXT_REQUIRED if source_config.get(name) is None]
     if missing:
         raise ConversionError(f"The source config.json lacks the language-model fields {missing}.")
@@ -422,13 +458,14 @@ def build_config(source_config: dict, tensors: dict[str, torch.Tensor], processo
 
 
 def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, torch.Size], tied: bool,
-                   dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+                   dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
     """
     Renames every source tensor to our name and checks the result against the model.
 
-    Returns `(state_dict, sources)` where `sources[our_key]` is the source key it was filled from. Raises
-    [`ConversionError`] naming every unmapped source tensor, every model tensor left unfilled and every shape that
-    does not agree.
+    Returns `(state_dict, sources, dropped)` where `sources[our_key]` is the source key it was filled from and
+    `dropped` the source tensors the model does not use by design (`DROPPED_SOURCE_PREFIXES`). Raises
+    [`ConversionError`] naming every other unmapped source tensor, every model tensor left unfilled and every shape
+    that does not agree.
     """
     vision_prefix = vision_prefix_of(model_shapes)
     cross = [key for key in tensors if key.startswith("model.cross_attention.")]
@@ -436,7 +473,10 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
         logger.warning("The checkpoint holds %d model.cross_attention.* tensors; the release has %d.", len(cross),
                        RELEASED_CROSS_ATTENTION_TENSORS)
     state, sources, unmapped = {}, {}, []
+    dropped = sorted(key for key in tensors if key.startswith(DROPPED_SOURCE_PREFIXES))
     for key, tensor in tensors.items():
+        if key in dropped:
+            continue
         target = map_released_key(key, vision_prefix)
         if target is None or target not in model_shapes:
             unmapped.append(key if target is None else f"{key} (-> {target}, not a model tensor)")
@@ -465,12 +505,14 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
     )
     if wrong:
         problems.append(f"{len(wrong)} shape(s) do not agree with the configuration: {wrong}")
-    not_float = sorted(key for key, tensor in tensors.items() if not tensor.is_floating_point())
+    not_float = sorted(key for key, tensor in tensors.items() if not tensor.is_floating_point() and key not in dropped)
     if not_float:
         problems.append(f"non-floating-point tensors: {not_float}")
     if problems:
         raise ConversionError("The checkpoint does not fit the released VQToken layout:\n  - " + "\n  - ".join(problems))
-    return {key: tensor.to(dtype) for key, tensor in state.items()}, sources
+    if dropped:
+        logger.info("Dropped %d source tensors the model does not use: %s", len(dropped), dropped)
+    return {key: tensor.to(dtype) for key, tensor in state.items()}, sources, dropped
 
 
 def resolve_dtype(name: str, tensors: dict[str, torch.Tensor]) -> torch.dtype:
@@ -711,7 +753,7 @@ def convert_checkpoint(
     with torch.device("meta"):
         model = VQTokenLlavaOnevisionForConditionalGeneration(config)
     shapes = {key: value.shape for key, value in model.state_dict().items()}
-    state, sources = map_state_dict(tensors, shapes, config.tie_word_embeddings, target_dtype)
+    state, sources, dropped = map_state_dict(tensors, shapes, config.tie_word_embeddings, target_dtype)
     model.load_state_dict(state, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.tie_weights()
@@ -728,6 +770,7 @@ def convert_checkpoint(
         # a tied lm_head.weight present in the source is checked equal to embed_tokens and written once
         tensors_mapped=len(set(sources.values()) | ({SOURCE_LM_HEAD_KEY} & set(tensors))),
         source_tensors=len(tensors),
+        dropped_tensors=dropped,
         parameters=parameters,
         tied_embeddings=bool(config.tie_word_embeddings),
         vqtoken={k: getattr(config, k) for k in vq_settings},

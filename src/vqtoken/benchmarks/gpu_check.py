@@ -124,7 +124,8 @@ def run_stage(stage: Stage, timeout_s: float, log, base_env: dict) -> dict:
         _end_group(process)
         returncode, status = None, "timeout"
     seconds = time.monotonic() - started
-    log.write(f"===== {stage.name}: {status} after {seconds:.1f} s (exit code {returncode})\n")
+    ending = "ran out of time" if returncode is None else f"exit code {returncode}"
+    log.write(f"===== {stage.name}: ended after {seconds:.1f} s ({ending})\n")
     log.flush()
     return {"name": stage.name, "title": stage.title, "status": status, "returncode": returncode,
             "seconds": round(seconds, 1), "time_limit_s": round(timeout_s), "command": stage.command}

@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_NUM_FRAMES = 32
 """Frames sampled per clip when neither ``num_frames`` nor ``fps`` is given (VQToken release)."""
 
+FRAME_LAYOUT = "channels_last"
+"""The layout of every decoded frame, ``[H, W, 3]``, given to processors as ``input_data_format``: they cannot infer
+it from a frame 1 to 3 pixels high and would read such a frame channels-first."""
+
 VideoSource = Union[str, os.PathLike, BinaryIO, np.ndarray, Sequence[np.ndarray]]
 
 
@@ -593,6 +597,7 @@ def load_video(
 
 __all__ = [
     "DEFAULT_NUM_FRAMES",
+    "FRAME_LAYOUT",
     "DecodedVideo",
     "VideoDecodeError",
     "VideoSource",

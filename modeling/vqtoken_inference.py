@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from .video_io import DEFAULT_NUM_FRAMES, DecodedVideo, load_video
+from .video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, load_video
 
 
 @dataclass
@@ -121,6 +121,7 @@ def answer_prompts(
     inputs = processor(
         text=list(prompts),
         videos=[video.frames for video in videos],
+        input_data_format=FRAME_LAYOUT,
         return_tensors="pt",
         padding=True,
         padding_side="left",

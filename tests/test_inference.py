@@ -71,3 +71,28 @@ def test_mode_off_runs_the_vision_tower_once_per_question_and_answers_as_stock(b
     with torch.no_grad():
         output = stock_twin(model).generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert result.answer == processor.decode(output[0, -3:], skip_special_tokens=True).strip()
+
+
+def test_frames_a_few_pixels_high_are_read_channels_last_everywhere(build_model, tmp_path):
+    """A frame 3 pixels high cannot tell its layout by its shape: every path says `channels_last` explicitly."""
+    import numpy as np
+
+    from vqtoken.cache import encode_videos
+    from vqtoken.visualize import cluster_video
+    from vqtoken.video_io import load_video
+
+    model, processor = build_model(vqtoken_max_clusters=5)
+    clip = np.random.default_rng(9).integers(0, 256, (4, 3, 40, 3), dtype=np.uint8)
+    # channels-first frames (3, 3, 40) with the layout stated: an independent reference
+    reference = processor.video_processor(
+        videos=[torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous()], return_tensors="pt",
+        input_data_format="channels_first",
+    ).pixel_values_videos[0]
+    seen = []
+    model.model.vision_tower.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    ask_video(model, processor, clip, "what colour is the square ?", num_frames=4, max_new_tokens=1)
+    encode_videos(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4)
+    cluster_video(model, processor, load_video(clip, num_frames=4))
+    assert len(seen) == 3
+    for pixels in seen:
+        assert torch.equal(pixels, reference)

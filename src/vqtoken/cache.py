@@ -46,7 +46,7 @@ from safetensors.torch import save as safetensors_save
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 from .files import hash_stream, write_atomically
-from .video_io import DecodedVideo, load_video
+from .video_io import FRAME_LAYOUT, DecodedVideo, load_video
 
 
 logger = logging.getLogger(__name__)
@@ -431,7 +431,7 @@ def is_cached_video(path) -> bool:
 
 
 def _encode_one(model, processor, video: DecodedVideo) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = processor.video_processor(videos=[video.frames], return_tensors="pt")
+    inputs = processor.video_processor(videos=[video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)
     pixel_values_videos = inputs["pixel_values_videos"].to(model.device, model.dtype)
     outputs = model.encode_videos(pixel_values_videos)
     return outputs.codebooks[0], outputs.index_maps[0]

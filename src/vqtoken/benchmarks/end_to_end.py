@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from vqtoken.files import write_atomically
+from vqtoken.video_io import FRAME_LAYOUT
 
 
 logger = logging.getLogger(__name__)
@@ -212,7 +213,9 @@ def measure_request(model, variant: str, frames: int, clip: Path, cache_file: Pa
             video = read_frames(clip, frames)
             timings["decode"] = time.perf_counter() - start
             start = time.perf_counter()
-            pixel_values = video_processor()(videos=[video.frames], return_tensors="pt")["pixel_values_videos"]
+            pixel_values = video_processor()(videos=[video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
+                "pixel_values_videos"
+            ]
             pixel_values = pixel_values.to(device, dtype)
             timings["preprocess"] = time.perf_counter() - start
             start = time.perf_counter()

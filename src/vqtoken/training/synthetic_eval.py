@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..modeling.vqtoken_inference import timed_generate, video_prompt
-from ..video_io import load_video
+from ..video_io import FRAME_LAYOUT, load_video
 from .modeling import VQTokenTrainingModule
 
 
@@ -43,7 +43,7 @@ def evaluate_synthetic(
         frames = [load_video(jsonl.parent / record["video"], num_frames=num_frames).frames for record in chunk]
         questions = [record["conversations"][0]["value"].replace("<image>\n", "") for record in chunk]
         inputs = processor(text=[video_prompt(processor, q) for q in questions], videos=frames, return_tensors="pt",
-                           padding=True, padding_side="left")
+                           input_data_format=FRAME_LAYOUT, padding=True, padding_side="left")
         pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
         if video_tokens == "model" and model.config.vqtoken_mode == "off":
             visual += [int(row.sum()) for row in inputs["input_ids"] == model.config.video_token_id]

@@ -70,6 +70,8 @@ def _synchronize(device: torch.device):
 
 def video_prompt(processor, question: str) -> str:
     """The chat prompt of one question about one video, with the generation prompt appended."""
+    if not isinstance(question, str):
+        raise TypeError(f"A question must be a string, got {type(question).__name__}: {question!r}.")
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
@@ -227,6 +229,7 @@ def timed_generate(
     Returns:
         the decoded continuation of every row, stripped.
     """
+    check_context(model, inputs, max_new_tokens)
     clock = _GenerationClock()
     settings = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
     settings["logits_processor"] = LogitsProcessorList([*(settings.get("logits_processor") or []), clock])
@@ -240,6 +243,28 @@ def timed_generate(
     # generate returns the re-aligned prompt followed by one column per decoding step
     answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
     return [answer.strip() for answer in answers]
+
+
+def check_context(model, inputs: dict, max_new_tokens: int):
+    """
+    Refuses prompts that, with their video tokens and `max_new_tokens`, would run past the language model's context
+    (`max_position_embeddings`): beyond it the model's positions are untrained and its answer meaningless.
+    """
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(inputs["input_ids"])
+    video_outputs = inputs.get("video_outputs")
+    if video_outputs is not None:
+        counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+        _, attention_mask, _ = model.align_video_placeholders(inputs["input_ids"], attention_mask, counts)
+    context = model.config.text_config.max_position_embeddings
+    for row, length in enumerate(attention_mask.sum(dim=1).tolist()):
+        if length + max_new_tokens > context:
+            raise ValueError(
+                f"Prompt {row} holds {length} tokens (video tokens included) and up to {max_new_tokens} new tokens "
+                f"are asked for: {length + max_new_tokens} in all, more than the model's context of {context} tokens. "
+                "Sample fewer frames, shorten the question or lower max_new_tokens."
+            )
 
 
 def stock_video_tokens(config, num_frames: int) -> int:
@@ -294,6 +319,7 @@ __all__ = [
     "answer_prompts",
     "answer_prompts_from_codebooks",
     "ask_video",
+    "check_context",
     "ask_videos",
     "decode_videos",
     "stock_video_tokens",

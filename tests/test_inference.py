@@ -96,3 +96,24 @@ def test_frames_a_few_pixels_high_are_read_channels_last_everywhere(build_model,
     assert len(seen) == 3
     for pixels in seen:
         assert torch.equal(pixels, reference)
+
+
+def test_questions_must_be_strings_and_prompts_must_fit_the_context(build_model):
+    import pytest
+
+    from vqtoken import VQTokenVideoTextToTextPipeline
+
+    model, processor = build_model(vqtoken_mode="centroids", vqtoken_max_clusters=5)
+    clip = random_clip(0)
+    for question in (None, 3, ["what ?"]):
+        with pytest.raises(TypeError, match="A question must be a string"):
+            ask_video(model, processor, clip, question, num_frames=4)
+    with pytest.raises((TypeError, ValueError), match="question"):
+        VQTokenVideoTextToTextPipeline(model=model, processor=processor)(clip, text=None)
+
+    prompt_length = len(processor(text=[video_prompt(processor, "what ?")], videos=[clip]).input_ids[0])
+    model.config.text_config.max_position_embeddings = prompt_length + 2
+    assert ask_video(model, processor, clip, "what ?", num_frames=4, max_new_tokens=2).answer is not None
+    with pytest.raises(ValueError, match=rf"Prompt 0 holds {prompt_length} tokens .* {prompt_length + 3} in all, "
+                                         rf"more than the model's context of {prompt_length + 2} tokens"):
+        ask_video(model, processor, clip, "what ?", num_frames=4, max_new_tokens=3)

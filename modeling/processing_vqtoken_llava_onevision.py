@@ -4,7 +4,7 @@
 from transformers import LlavaOnevisionProcessor
 from transformers.processing_utils import MultiModalData
 
-from .configuration_vqtoken_llava_onevision import VQTOKEN_MODES
+from .vqtoken_choices import VQTOKEN_MODES
 from .video_io import DEFAULT_NUM_FRAMES
 
 

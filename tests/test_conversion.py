@@ -23,8 +23,11 @@ from released_checkpoint import (
     write_released_checkpoint,
     write_vision_config,
 )
-from vqtoken.conversion import ConversionError, convert_checkpoint, file_manifest, main as convert_main, read_checkpoint
-from vqtoken.publish import PublishError, push_to_hub, run_push
+from vqtoken.commands import main as vqtoken_main
+from vqtoken.conversion.checkpoint import read_checkpoint
+from vqtoken.conversion.convert import convert_checkpoint
+from vqtoken.conversion.report import ConversionError, file_manifest
+from vqtoken.publish import PublishError, push_to_hub
 
 
 torch.set_num_threads(1)
@@ -56,7 +59,8 @@ def convert(released, output, **kwargs):
 @pytest.fixture(scope="module")
 def converted(released):
     output = released["root"] / "converted"
-    report = convert(released, output, mode="attention", max_clusters=5, max_shard_size="100KB",
+    report = convert(released, output, vqtoken_settings={"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
+                     max_shard_size="100KB",
                      repo_id="test-org/vqtoken-tiny", verify_block_modules=BLOCKED)
     return output, report
 
@@ -278,8 +282,10 @@ def test_dtype_cast_and_pickle_source_read_with_weights_only(released, tmp_path)
     torch.save(released["tensors"], source / "pytorch_model.bin")
     read, origin = read_checkpoint(source)
     assert set(read) == set(released["tensors"]) and set(origin.values()) == {"pytorch_model.bin"}
-    report = convert(released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", mode="centroids",
-                     selection="elbow", min_clusters=2, max_clusters=6, verify=False)
+    settings = {"vqtoken_mode": "centroids", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
+                "vqtoken_max_clusters": 6}
+    report = convert(released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", vqtoken_settings=settings,
+                     verify=False)
     assert report.dtype == "bfloat16" and report.verification == {"status": "skipped"}
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and config["vqtoken_selection_method"] == "elbow"
@@ -399,7 +405,7 @@ def test_truncated_safetensors_file_fails_clearly(released, tmp_path):
 
 def test_unknown_tower_without_vision_config_fails_clearly(released, tmp_path, capsys):
     output = tmp_path / "out"
-    status = convert_main(["--checkpoint", str(released["source"]), "--output", str(output),
+    status = vqtoken_main(["convert", "--checkpoint", str(released["source"]), "--output", str(output),
                            "--processor", str(released["processor"])])
     assert status == 1
     assert f"vision tower {TINY_TOWER!r} is not one whose sizes the converter knows" in capsys.readouterr().err
@@ -495,8 +501,7 @@ def hub(monkeypatch):
 
 def test_push_is_a_dry_run_by_default(converted, hub, capsys):
     folder, _ = converted
-    status = run_push(type("Args", (), {"folder": str(folder), "repo_id": "test-org/vqtoken-tiny", "yes": False,
-                                        "private": False, "token": None, "commit_message": None})())
+    status = vqtoken_main(["push", str(folder), "--repo-id", "test-org/vqtoken-tiny"])
     assert status == 0
     printed = capsys.readouterr().out
     for path in folder.iterdir():

@@ -42,7 +42,7 @@ def test_demo_command_runs_offline_and_labels_random_weights():
     # the built-in default is now a small model trained on synthetic clips: it must answer the demo question right
     from vqtoken.demo import DEMO_EXPECTED_ANSWER
 
-    result = subprocess.run([sys.executable, "-m", "vqtoken.cli", "demo", "--frames", "8", "--json"],
+    result = subprocess.run([sys.executable, "-m", "vqtoken", "demo", "--frames", "8", "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -51,7 +51,7 @@ def test_demo_command_runs_offline_and_labels_random_weights():
     assert 12 <= report["num_clusters"] <= 15
     assert report["visual_tokens"] == max(8, report["num_clusters"]) + 1 <= 16
     assert report["answer"].split()[0] == DEMO_EXPECTED_ANSWER
-    text = subprocess.run([sys.executable, "-m", "vqtoken.cli", "demo", "--frames", "8"], capture_output=True,
+    text = subprocess.run([sys.executable, "-m", "vqtoken", "demo", "--frames", "8"], capture_output=True,
                           text=True, timeout=300)
     assert text.returncode == 0 and "->" in text.stdout and DEMO_EXPECTED_ANSWER in text.stdout
 

@@ -1,5 +1,6 @@
 """File helpers shared by the package: atomic writes and streamed sha256."""
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,7 +26,10 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     path = Path(path)
     temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)) from None
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:

@@ -5,6 +5,14 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
 
+# the start of a script run in a clean process that must not see this package (nor triton): remote code only
+BLOCK_VQTOKEN = """
+import sys
+from vqtoken.conversion.verify import block_imports
+block_imports(["vqtoken", "triton"])
+"""
+
+
 def random_clip(seed: int, num_frames: int = 4, size: int = 32) -> np.ndarray:
     """A random uint8 clip `(num_frames, size, size, 3)`."""
     return np.random.default_rng(seed).integers(0, 256, (num_frames, size, size, 3), dtype=np.uint8)

@@ -17,6 +17,7 @@ from vqtoken.training import load_config, train
 from vqtoken.training.data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
 from vqtoken.training.modeling import load_model_and_processor
 from vqtoken.training.synthetic_data import ANSWERS, generate_synthetic_dataset, render_clip, ClipSpec
+from helpers import BLOCK_VQTOKEN
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,10 +256,8 @@ def test_trained_checkpoint_loads_through_auto_classes_and_remote_code(synthetic
     for name, tensor in saved.items():  # the tied lm_head is not stored
         assert torch.equal(tensor, state[name]), name
     assert AutoProcessor.from_pretrained(folder).vqtoken_max_clusters == 6
-    script = textwrap.dedent(
+    script = BLOCK_VQTOKEN + textwrap.dedent(
         f"""
-        import sys
-        sys.modules["vqtoken"] = None
         import torch
         from transformers import AutoModelForImageTextToText
         model = AutoModelForImageTextToText.from_pretrained({folder!r}, trust_remote_code=True)

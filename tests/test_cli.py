@@ -171,12 +171,12 @@ def test_one_error_policy_for_known_errors(clip_file, tmp_path, capsys):
 
 
 def test_an_unexpected_error_is_not_disguised_as_a_users_mistake(clip_file, monkeypatch):
-    import vqtoken.inference
+    import vqtoken.modeling.vqtoken_inference as inference
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(vqtoken.inference, "ask_video", broken)
+    monkeypatch.setattr(inference, "ask_video", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         vqtoken_main(["ask", str(clip_file), "q", "--quiet"])
 

@@ -46,7 +46,7 @@ from safetensors.torch import save as safetensors_save
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 from .files import hash_stream, write_atomically
-from .video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, load_video
+from .modeling.video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, load_video
 
 
 logger = logging.getLogger(__name__)

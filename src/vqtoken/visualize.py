@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomically
-from .video_io import FRAME_LAYOUT, DecodedVideo
+from .modeling.video_io import FRAME_LAYOUT, DecodedVideo
 
 
 logger = logging.getLogger(__name__)

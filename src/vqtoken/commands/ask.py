@@ -19,7 +19,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..cache import ask_cached, is_cached_video
     from ..demo import format_report
-    from ..inference import ask_video
+    from ..modeling.vqtoken_inference import ask_video
 
     video = existing_file(args.video)
     with progress(args, 2, "loading the model") as bar:

@@ -18,7 +18,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from ..inference import decode_videos
+    from ..modeling.vqtoken_inference import decode_videos
     from ..visualize import cluster_video, draw_clusters, save_atomically
 
     video = existing_file(args.video)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..video_io import FRAME_LAYOUT, load_video
+from ..modeling.video_io import FRAME_LAYOUT, load_video
 
 
 logger = logging.getLogger(__name__)

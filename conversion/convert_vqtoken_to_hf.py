@@ -9,8 +9,8 @@ Needs the `vqtoken` package installed (`pip install -e .`); see `--help` for eve
 
 import sys
 
-from vqtoken.conversion import main
+from vqtoken.commands import main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["convert", *sys.argv[1:]]))

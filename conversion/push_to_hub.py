@@ -8,8 +8,8 @@
 
 import sys
 
-from vqtoken.publish import main
+from vqtoken.commands import main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["push", *sys.argv[1:]]))

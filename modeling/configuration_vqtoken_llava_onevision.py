@@ -2,28 +2,21 @@
 """
 Configuration of VQToken on LLaVA-OneVision: the stock OneVision configuration plus the video-token quantizer.
 
-The `vqtoken_*` fields are the one source of truth for the quantizer's settings: their choices are `Literal` types
-(read them with `typing.get_args`, as the command line does), each value is checked when it is assigned, and the
+The `vqtoken_*` fields are the one source of truth for the quantizer's settings: their choices are the `Literal` types
+of `vqtoken_choices.py` (read with `typing.get_args`, as the command line does), each value is checked when it is assigned, and the
 checks that involve several fields run after construction and before use ([`check_vqtoken_settings`]). A rejected
 value raises a `ValueError` that names the field and what it accepts, whatever the path it came in by.
 """
 
 import difflib
 from dataclasses import fields
-from typing import Literal, get_args
+from typing import get_args
 
 from huggingface_hub.dataclasses import strict, validated_field
 from huggingface_hub.errors import StrictDataclassError
 from transformers import LlavaOnevisionConfig
 
-
-VQTokenMode = Literal["attention", "centroids", "off"]
-VQTokenSelectionMethod = Literal["fixed", "elbow", "elbow_corrected", "silhouette"]
-VQTokenKMeansBackend = Literal["auto", "torch", "triton"]
-
-VQTOKEN_MODES = get_args(VQTokenMode)
-VQTOKEN_SELECTION_METHODS = get_args(VQTokenSelectionMethod)
-VQTOKEN_KMEANS_BACKENDS = get_args(VQTokenKMeansBackend)
+from .vqtoken_choices import VQTokenKMeansBackend, VQTokenMode, VQTokenSelectionMethod
 
 
 class VQTokenSettingError(ValueError):

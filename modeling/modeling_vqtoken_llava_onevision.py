@@ -84,6 +84,16 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         self.vq_attention = VQTokenAttention(config)
         self.post_init()
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """
+        `False`: transformers treats custom code as code whose `_init_weights` writes parameters in place, and then
+        skips every module without parameters of its own when it initialises weights missing from a checkpoint, which
+        would skip the SigLIP attention and MLP initialisation. This model initialises with
+        `transformers.initialization`, as transformers' own models do, so missing weights start as in a fresh model.
+        """
+        return False
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, VQTokenMultiheadAttention):
@@ -107,6 +117,19 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             `torch.Tensor` of shape `(num_videos, num_frames, tokens_per_frame, hidden_size)`; `tokens_per_frame` is
             the full patch grid (729 for SigLIP 384/14), or the 2x2-pooled grid when `vqtoken_spatial_pool` is set.
         """
+        return self._encode_frames(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)[1]
+
+    def _encode_frames(
+        self,
+        pixel_values_videos: torch.Tensor,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **tower_kwargs,
+    ) -> tuple[BaseModelOutputWithPooling, torch.Tensor]:
+        """
+        The vision tower's output on every frame (`output_hidden_states` / `output_attentions` in `tower_kwargs`
+        as the caller asked), and the projected frame features of [`get_frame_features`].
+        """
         if vision_feature_layer is None:
             vision_feature_layer = self.config.vision_feature_layer
         if vision_feature_select_strategy is None:
@@ -117,11 +140,10 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
                 f"{tuple(pixel_values_videos.shape)}."
             )
         num_videos, num_frames = pixel_values_videos.shape[:2]
-        # keep only the selected layer(s): all 27 hidden states of 32 frames would hold ~2.9 GB at 384 px in fp32
-        output_hidden_states = vision_feature_layer if SELECTS_HIDDEN_STATES else True
-        vision_outputs = self.vision_tower(
-            pixel_values_videos.flatten(0, 1), output_hidden_states=output_hidden_states, return_dict=True
-        )
+        if not tower_kwargs.get("output_hidden_states"):
+            # keep only the selected layer(s): all 27 hidden states of 32 frames hold ~2.9 GB at 384 px in fp32
+            tower_kwargs["output_hidden_states"] = vision_feature_layer if SELECTS_HIDDEN_STATES else True
+        vision_outputs = self.vision_tower(pixel_values_videos.flatten(0, 1), return_dict=True, **tower_kwargs)
         if isinstance(vision_feature_layer, int):
             selected = vision_outputs.hidden_states[vision_feature_layer]
         else:
@@ -131,17 +153,20 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         frame_features = self.multi_modal_projector(selected)
         if self.config.vqtoken_spatial_pool:
             frame_features = self.apply_pooling(frame_features)
-        return frame_features.unflatten(0, (num_videos, num_frames))
+        return vision_outputs, frame_features.unflatten(0, (num_videos, num_frames))
 
     def get_video_features(
         self,
         pixel_values_videos: torch.Tensor,
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> VQTokenVideoOutput | BaseModelOutputWithPooling:
+    ) -> VQTokenVideoOutput | BaseModelOutputWithPooling | tuple:
         """
-        Encodes videos into the tokens the language model reads.
+        Encodes videos into the tokens the language model reads, with stock OneVision's output contract: the vision
+        tower's `last_hidden_state`, `hidden_states` and `attentions` (as `output_hidden_states` / `output_attentions`
+        ask), the video tokens as `pooler_output`, and a tuple in the same order with `return_dict=False`.
 
         Args:
             pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
@@ -150,18 +175,26 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             In mode `"off"`, the stock OneVision output (`pooler_output` of shape `(num_videos, num_frames * 196 + 1,
             hidden_size)`). Otherwise a [`VQTokenVideoOutput`] whose `pooler_output` holds one `(num_tokens_i,
             hidden_size)` tensor per video, with `num_tokens_i = K_i + 1` (`"centroids"`) or `max(T, K_i) + 1`
-            (`"attention"`), and the codebooks, index maps and chosen K of every video.
+            (`"attention"`), followed by the codebooks, index maps and chosen K of every video.
         """
-        self.config.validate_vqtoken_settings()
         if self.config.vqtoken_mode == "off":
             return super().get_video_features(
                 pixel_values_videos,
                 vision_feature_layer=vision_feature_layer,
                 vision_feature_select_strategy=vision_feature_select_strategy,
+                return_dict=return_dict,
                 **kwargs,
             )
-        frame_features = self.get_frame_features(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)
-        return self.quantize_frame_features(frame_features)
+        vision_outputs, frame_features = self._encode_frames(
+            pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, **kwargs
+        )
+        quantized = self.quantize_frame_features(frame_features)
+        # the tower's fields first, then the video tokens, as stock builds its output (and orders its tuple)
+        video_outputs = VQTokenVideoOutput(**vision_outputs)
+        for name in ("pooler_output", "codebooks", "index_maps", "num_clusters"):
+            video_outputs[name] = quantized[name]
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return video_outputs if return_dict else video_outputs.to_tuple()
 
     def quantize_frame_features(self, frame_features: torch.Tensor) -> VQTokenVideoOutput:
         """
@@ -174,6 +207,7 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         Returns:
             [`VQTokenVideoOutput`].
         """
+        self.config.validate_vqtoken_settings()
         num_videos, num_frames, tokens_per_frame, hidden_size = frame_features.shape
         quantization = quantize_video_tokens(
             frame_features.reshape(num_videos, num_frames * tokens_per_frame, hidden_size),
@@ -246,7 +280,9 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             if mm_encoder_outputs is not None:
                 raise ValueError("Pass either `pixel_values_videos` or `mm_encoder_outputs`, not both.")
             mm_encoder_outputs = {
-                "video": self.get_video_features(pixel_values_videos, vision_feature_layer, vision_feature_select_strategy)
+                "video": self.get_video_features(
+                    pixel_values_videos, vision_feature_layer, vision_feature_select_strategy, return_dict=True
+                )
             }
             if pixel_values is not None:
                 mm_encoder_outputs["image"] = self.get_image_features(
@@ -259,16 +295,15 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
                 )
             pixel_values = pixel_values_videos = None
         video_outputs = (mm_encoder_outputs or {}).get("video")
-        if video_outputs is not None and isinstance(video_outputs.pooler_output, (list, tuple)):
+        ragged = video_outputs is not None and isinstance(video_outputs.pooler_output, (list, tuple))
+        if ragged:
+            # the stock forward scatters one `(videos, tokens, dim)` tensor: hand it the videos' tokens packed
             self._check_video_placeholders(input_ids, video_outputs.pooler_output)
-            packed = VQTokenVideoOutput(
-                pooler_output=torch.cat(list(video_outputs.pooler_output), dim=0)[None],
-                codebooks=video_outputs.codebooks,
-                index_maps=video_outputs.index_maps,
-                num_clusters=video_outputs.num_clusters,
-            )
+            packed = BaseModelOutputWithPooling(pooler_output=torch.cat(list(video_outputs.pooler_output), dim=0)[None])
             mm_encoder_outputs = {**mm_encoder_outputs, "video": packed}
-        return super().forward(
+        return_dict = kwargs.pop("return_dict", None)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = super().forward(
             input_ids=input_ids,
             pixel_values=pixel_values,
             image_sizes=image_sizes,
@@ -277,8 +312,13 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             vision_feature_select_strategy=vision_feature_select_strategy,
             batch_num_images=batch_num_images,
             mm_encoder_outputs=mm_encoder_outputs,
+            return_dict=True,
             **kwargs,
         )
+        if ragged:
+            # callers see one entry per video, as `get_video_features` returned them
+            outputs.video_outputs = video_outputs
+        return outputs if return_dict else outputs.to_tuple()
 
     def _check_video_placeholders(self, input_ids: torch.LongTensor | None, video_tokens: list[torch.Tensor]):
         if input_ids is None:
@@ -388,6 +428,11 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         self.post_init()
 
     @classmethod
+    def is_custom_code(cls) -> bool:
+        """`False`, as for the inner [`VQTokenLlavaOnevisionModel`]: missing weights start as in a fresh model."""
+        return False
+
+    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """
         `PreTrainedModel.from_pretrained`, reading this model's own folders and stock LLaVA-OneVision checkpoints
@@ -445,7 +490,6 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         """
         if self.config.vqtoken_mode == "off":
             raise ValueError("`encode_videos` needs `vqtoken_mode` 'centroids' or 'attention', not 'off'.")
-        self.config.validate_vqtoken_settings()
         frame_features = self.model.get_frame_features(pixel_values_videos.to(self.dtype), **kwargs)
         return self.model.quantize_frame_features(frame_features)
 
@@ -462,12 +506,15 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         `GenerationMixin.generate`, with compressed videos encoded first: every run of video placeholders is
         rewritten to the number of tokens its video produced (each video may get its own K), the batch is re-padded
         on the left, and the encoded videos are passed on as precomputed features. A sample of a batch therefore gets
-        the same tokens as when it is generated alone.
+        the same tokens as when it is generated alone. The output starts with the caller's `input_ids`, as with any
+        model, so `output[:, input_ids.shape[1]:]` are the new tokens.
 
         Args:
             video_outputs ([`VQTokenVideoOutput`], *optional*): videos encoded beforehand (e.g. read from a cache),
                 instead of `pixel_values_videos`.
         """
+        if input_ids is None and kwargs.get("inputs") is not None:
+            input_ids = kwargs.pop("inputs")
         if pixel_values_videos is not None and video_outputs is not None:
             raise ValueError("Pass either `pixel_values_videos` or `video_outputs`, not both.")
         if pixel_values_videos is not None and self.config.vqtoken_mode != "off":
@@ -475,29 +522,59 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
                 pixel_values_videos,
                 kwargs.get("vision_feature_layer"),
                 kwargs.get("vision_feature_select_strategy"),
+                return_dict=True,
             )
             pixel_values_videos = None
-        if video_outputs is not None:
-            if input_ids is None:
-                raise ValueError("`generate` with videos needs `input_ids` holding the video placeholders.")
-            generation_config = kwargs.get("generation_config") or self.generation_config
-            pad_token_id = generation_config.pad_token_id
-            if pad_token_id is None:
-                pad_token_id = self.config.text_config.pad_token_id or 0
-            if isinstance(pad_token_id, (list, tuple)):
-                pad_token_id = pad_token_id[0]
-            input_ids, attention_mask, _ = self.model.align_video_placeholders(
-                input_ids,
-                attention_mask,
-                [tokens.shape[0] for tokens in video_outputs.pooler_output],
-                pad_token_id=int(pad_token_id),
-            )
-            mm_encoder_outputs = dict(kwargs.pop("mm_encoder_outputs", None) or {})
-            mm_encoder_outputs["video"] = video_outputs
-            kwargs["mm_encoder_outputs"] = mm_encoder_outputs
         if pixel_values_videos is not None:
             kwargs["pixel_values_videos"] = pixel_values_videos
-        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if video_outputs is None:
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+        mm_encoder_outputs = dict(kwargs.pop("mm_encoder_outputs", None) or {})
+        mm_encoder_outputs["video"] = video_outputs
+        kwargs["mm_encoder_outputs"] = mm_encoder_outputs
+        counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+        if input_ids is None:
+            self._check_embedded_video_placeholders(kwargs.get("inputs_embeds"), counts)
+            return super().generate(attention_mask=attention_mask, **kwargs)
+        aligned_ids, attention_mask, _ = self.model.align_video_placeholders(
+            input_ids, attention_mask, counts, pad_token_id=self._pad_token_id(kwargs.get("generation_config"))
+        )
+        output = super().generate(input_ids=aligned_ids, attention_mask=attention_mask, **kwargs)
+        return self._restore_prompt(output, input_ids, aligned_ids.shape[1])
+
+    def _pad_token_id(self, generation_config) -> int:
+        pad_token_id = (generation_config or self.generation_config).pad_token_id
+        if pad_token_id is None:
+            pad_token_id = self.config.text_config.pad_token_id or 0
+        if isinstance(pad_token_id, (list, tuple)):
+            pad_token_id = pad_token_id[0]
+        return int(pad_token_id)
+
+    def _check_embedded_video_placeholders(self, inputs_embeds: torch.Tensor | None, counts: list[int]):
+        """`generate(inputs_embeds=...)` cannot rewrite placeholder runs: their count must already be right."""
+        if inputs_embeds is None:
+            raise ValueError("`generate` with videos needs `input_ids` (or `inputs_embeds`) holding the video placeholders.")
+        video_token = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
+        placeholder = self.get_input_embeddings()(video_token).to(inputs_embeds.dtype)
+        found = int((inputs_embeds == placeholder).all(-1).sum())
+        if found != sum(counts):
+            raise ValueError(
+                f"`inputs_embeds` holds {found} video placeholder embeddings but the videos produced {sum(counts)} "
+                f"tokens ({counts} per video). With `inputs_embeds` the placeholder runs cannot be rewritten to each "
+                "video's K: pass `input_ids` instead, or use `vqtoken_selection_method='fixed'`."
+            )
+
+    @staticmethod
+    def _restore_prompt(output, input_ids: torch.LongTensor, aligned_length: int):
+        """Puts the caller's prompt back in front of the generated tokens (rows repeated for beams / samples)."""
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
+        sequences = torch.cat([prompt.to(sequences.device), sequences[:, aligned_length:]], dim=1)
+        if isinstance(output, torch.Tensor):
+            return sequences
+        output.sequences = sequences
+        return output
 
 
 VQTokenLlavaOnevisionForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")

@@ -4,7 +4,7 @@
 from transformers import LlavaOnevisionProcessor
 from transformers.processing_utils import MultiModalData
 
-from .configuration_vqtoken_llava_onevision import VQTOKEN_MODES
+from .vqtoken_choices import VQTOKEN_MODES
 from .video_io import DEFAULT_NUM_FRAMES
 
 
@@ -108,11 +108,12 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         num_frames = len(processed_video) if isinstance(processed_video, (list, tuple)) else processed_video.shape[0]
         return self.video_token * self.num_video_tokens(num_frames)
 
-    def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs):
+    def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs) -> MultiModalData:
+        """Placeholder counts of images (stock) and videos (`num_video_tokens`), as serving engines ask for them."""
         vision_data = super()._get_num_multimodal_tokens(image_sizes=image_sizes, **kwargs)
         if video_sizes is not None:
-            vision_data["num_video_tokens"] = [self.num_video_tokens(num_frames) for num_frames, _, _ in video_sizes]
-        return MultiModalData(**vision_data)
+            vision_data.num_video_tokens = [self.num_video_tokens(num_frames) for num_frames, _, _ in video_sizes]
+        return vision_data
 
 
 __all__ = ["VQTokenLlavaOnevisionProcessor"]

@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_NUM_FRAMES = 32
 """Frames sampled per clip when neither ``num_frames`` nor ``fps`` is given (VQToken release)."""
 
+FRAME_LAYOUT = "channels_last"
+"""The layout of every decoded frame, ``[H, W, 3]``, given to processors as ``input_data_format``: they cannot infer
+it from a frame 1 to 3 pixels high and would read such a frame channels-first."""
+
 VideoSource = Union[str, os.PathLike, BinaryIO, np.ndarray, Sequence[np.ndarray]]
 
 
@@ -291,9 +295,42 @@ class _Opener:
             self._file.seek(self._start)
             return av.open(self._file, mode="r")
         except av.error.FFmpegError as error:
+            problem = _diagnose_file(self._path) if self._path is not None else None
             raise VideoDecodeError(
-                f"{self.name} is not a readable video file ({_describe(error)})"
+                f"{self.name} is not a readable video file{f': it is {problem}' if problem else ''} "
+                f"({_describe(error)})"
             ) from error
+
+
+def _diagnose_file(path: str) -> str | None:
+    """Why a file FFmpeg cannot open is not a video, when its bytes tell: empty, or an MP4/MOV file cut short."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8 or head[4:8] != b"ftyp":
+            return None
+        # ISO base media (MP4/MOV): top-level boxes, each `size (4 bytes) + type (4 bytes)`, must tile the file
+        position, boxes = 0, []
+        while position + 8 <= size:
+            handle.seek(position)
+            header = handle.read(16)
+            box_size, box_type = int.from_bytes(header[:4], "big"), header[4:8]
+            if box_size == 1 and len(header) == 16:
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:
+                box_size = size - position
+            if box_size < 8:
+                return None
+            boxes.append(box_type)
+            if position + box_size > size:
+                return (f"truncated, an MP4/MOV file cut off at {size} bytes inside a "
+                        f"{box_type.decode(errors='replace')!r} box that needs {position + box_size} bytes")
+            position += box_size
+    if b"moov" not in boxes:
+        return "truncated or incomplete, an MP4/MOV file without its index (no 'moov' box)"
+    return None
 
 
 def _describe(error: BaseException) -> str:
@@ -593,6 +630,7 @@ def load_video(
 
 __all__ = [
     "DEFAULT_NUM_FRAMES",
+    "FRAME_LAYOUT",
     "DecodedVideo",
     "VideoDecodeError",
     "VideoSource",

@@ -10,12 +10,14 @@ This file ships with the model code (`trust_remote_code`): the `video-text-to-te
 """
 
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .video_io import DEFAULT_NUM_FRAMES, DecodedVideo, load_video
+from .video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, load_video
 
 
 @dataclass
@@ -45,6 +47,30 @@ class VideoAnswer:
         return asdict(self)
 
 
+def synchronize(device: torch.device | str):
+    """Waits for the work queued on `device` (a no-op off CUDA), so that a clock reads when it has really run."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StageTimer:
+    """
+    Seconds per stage of a request, in order. Each stage ends with [`synchronize`]: asynchronous GPU work is counted in
+    the stage that queued it.
+    """
+
+    def __init__(self, device: torch.device | str, timings: dict[str, float] | None = None):
+        self.device = device
+        self.timings = dict(timings or {})
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        synchronize(self.device)
+        self.timings[name] = time.perf_counter() - start
+
+
 class _GenerationClock(LogitsProcessor):
     """
     Counts the decoding steps of `generate` and records when the first one's logits are ready (the end of prefill).
@@ -57,19 +83,74 @@ class _GenerationClock(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.steps == 0:
-            _synchronize(scores.device)
+            synchronize(scores.device)
             self.first_token_time = time.perf_counter()
         self.steps += 1
         return scores
 
 
-def _synchronize(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass
+class EncodedVideos:
+    """
+    Videos encoded for `generate(video_outputs=...)` or `forward(mm_encoder_outputs={"video": ...})`.
+
+    Attributes:
+        video_outputs: the encoder output; `pooler_output` holds the tokens each video gives the language model.
+        visual_tokens: tokens the language model reads per video, newline included.
+        num_clusters: `K` per video (`None` when nothing was clustered).
+    """
+
+    video_outputs: object
+    visual_tokens: list[int]
+    num_clusters: list[int | None]
+
+
+VIDEO_TOKENS = ("model", "full")
+
+
+def encode_for_generation(
+    model, pixel_values_videos: torch.Tensor, timer: StageTimer | None = None, video_tokens: str = "model"
+) -> EncodedVideos:
+    """
+    The one path from pixels to the tokens the language model reads, in two timed stages: `vision` (tower and
+    projector) and `clustering` (K-means and VQ-Attention).
+
+    Args:
+        model: a [`VQTokenLlavaOnevisionForConditionalGeneration`].
+        pixel_values_videos (`torch.Tensor` of shape `(num_videos, num_frames, channels, height, width)`)
+        timer: records the stages (nothing is timed, and the device is not synchronised, without one).
+        video_tokens: `"model"`, what the configured `vqtoken_mode` gives (in mode `"off"`, the stock 2x2-pooled
+            tokens); `"full"`, every projected token of every frame and the newline, uncompressed (a baseline).
+    """
+    if video_tokens not in VIDEO_TOKENS:
+        raise ValueError(f"`video_tokens` must be one of {VIDEO_TOKENS}, got {video_tokens!r}.")
+    stage = timer.stage if timer is not None else (lambda name: nullcontext())
+    inner = model.model
+    if video_tokens == "model" and model.config.vqtoken_mode == "off":
+        with stage("vision"):
+            video_outputs = inner.get_video_features(pixel_values_videos, return_dict=True)
+        with stage("clustering"):
+            pass
+        counts = [int(video_outputs.pooler_output.shape[1])] * pixel_values_videos.shape[0]
+        return EncodedVideos(video_outputs, counts, [None] * len(counts))
+    with stage("vision"):
+        frame_features = inner.get_frame_features(pixel_values_videos)
+    with stage("clustering"):
+        if video_tokens == "full":
+            newline = inner.image_newline[None, :]
+            tokens = [torch.cat([video.flatten(0, 1), newline.to(video.dtype)], dim=0) for video in frame_features]
+            video_outputs = BaseModelOutputWithPooling(pooler_output=tokens)
+        else:
+            video_outputs = inner.quantize_frame_features(frame_features)
+    counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+    clusters = [int(k) for k in video_outputs.num_clusters] if video_tokens == "model" else [None] * len(counts)
+    return EncodedVideos(video_outputs, counts, clusters)
 
 
 def video_prompt(processor, question: str) -> str:
     """The chat prompt of one question about one video, with the generation prompt appended."""
+    if not isinstance(question, str):
+        raise TypeError(f"A question must be a string, got {type(question).__name__}: {question!r}.")
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
@@ -90,6 +171,7 @@ def answer_prompts(
     videos: list[DecodedVideo],
     max_new_tokens: int = 64,
     timings: dict[str, float] | None = None,
+    video_tokens: str = "model",
     **generate_kwargs,
 ) -> list["VideoAnswer"]:
     """
@@ -103,6 +185,7 @@ def answer_prompts(
         videos: decoded videos (see [`decode_videos`]), all with the same number of frames.
         max_new_tokens, **generate_kwargs: passed to `generate` (greedy unless told otherwise).
         timings: stage times already measured (e.g. `{"decode": ...}`); the stages of this call are added after them.
+        video_tokens: `"model"` or `"full"` (see [`encode_for_generation`]).
 
     Returns:
         one [`VideoAnswer`] per video.
@@ -111,54 +194,37 @@ def answer_prompts(
         raise ValueError(f"Got {len(videos)} videos but {len(prompts)} prompts: give one prompt per video.")
     if not videos:
         raise ValueError("No video given.")
-    device = model.device
-    timings = dict(timings or {})
-
-    start = time.perf_counter()
+    timer = StageTimer(model.device, timings)
     frame_counts = {len(video.frames) for video in videos}
     if len(frame_counts) > 1:
         raise ValueError(f"The videos of one batch must have the same number of frames, got {sorted(frame_counts)}.")
-    inputs = processor(
-        text=list(prompts),
-        videos=[video.frames for video in videos],
-        return_tensors="pt",
-        padding=True,
-        padding_side="left",
-    ).to(device)
-    pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
-    timings["preprocess"] = time.perf_counter() - start
-
+    with timer.stage("preprocess"):
+        inputs = processor(
+            text=list(prompts),
+            videos=[video.frames for video in videos],
+            input_data_format=FRAME_LAYOUT,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+        ).to(model.device)
+        pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
+    encoded = encode_for_generation(model, pixel_values_videos, timer, video_tokens)
+    answers = timed_generate(
+        model, processor, {**inputs, "video_outputs": encoded.video_outputs}, timer.timings, max_new_tokens,
+        **generate_kwargs,
+    )
     config = model.config
-    start = time.perf_counter()
-    frame_features = model.model.get_frame_features(pixel_values_videos)
-    _synchronize(device)
-    timings["vision"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    if config.vqtoken_mode == "off":
-        video_token_counts = [int(row.sum()) for row in inputs["input_ids"] == config.video_token_id]
-        num_clusters = [None] * len(videos)
-        generate_inputs = {"pixel_values_videos": pixel_values_videos}
-    else:
-        video_outputs = model.model.quantize_frame_features(frame_features)
-        video_token_counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
-        num_clusters = [int(k) for k in video_outputs.num_clusters]
-        generate_inputs = {"video_outputs": video_outputs}
-    _synchronize(device)
-    timings["clustering"] = time.perf_counter() - start
-
-    answers = timed_generate(model, processor, {**inputs, **generate_inputs}, timings, max_new_tokens, **generate_kwargs)
     return [
         VideoAnswer(
             answer=answer,
             num_frames=len(video.frames),
             visual_tokens_stock=stock_video_tokens(config, len(video.frames)),
-            visual_tokens_clustered=len(video.frames) * frame_features.shape[2],
+            visual_tokens_clustered=len(video.frames) * config.vqtoken_tokens_per_frame,
             visual_tokens=count,
             num_clusters=k,
-            timings=dict(timings),
+            timings=dict(timer.timings),
         )
-        for answer, video, count, k in zip(answers, videos, video_token_counts, num_clusters)
+        for answer, video, count, k in zip(answers, videos, encoded.visual_tokens, encoded.num_clusters)
     ]
 
 
@@ -187,19 +253,16 @@ def answer_prompts_from_codebooks(
         raise ValueError(f"Got {len(prompts)} prompts for {len(codebooks)} codebooks and {len(index_maps)} index maps.")
     if not prompts:
         raise ValueError("No video given.")
-    timings = dict(timings or {})
-    start = time.perf_counter()
-    video_outputs = model.model.video_outputs_from_codebooks(codebooks, index_maps)
-    _synchronize(model.device)
-    timings["tokens"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    inputs = processor.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(model.device)
-    timings["preprocess"] = time.perf_counter() - start
-
+    timer = StageTimer(model.device, timings)
+    with timer.stage("tokens"):
+        video_outputs = model.model.video_outputs_from_codebooks(codebooks, index_maps)
+    with timer.stage("preprocess"):
+        inputs = processor.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
+        inputs = inputs.to(model.device)
     answers = timed_generate(
-        model, processor, {**inputs, "video_outputs": video_outputs}, timings, max_new_tokens, **generate_kwargs
+        model, processor, {**inputs, "video_outputs": video_outputs}, timer.timings, max_new_tokens, **generate_kwargs
     )
+    timings = timer.timings
     return [
         VideoAnswer(
             answer=answer,
@@ -224,12 +287,13 @@ def timed_generate(
     Returns:
         the decoded continuation of every row, stripped.
     """
+    check_context(model, inputs, max_new_tokens)
     clock = _GenerationClock()
     settings = {"max_new_tokens": max_new_tokens, "do_sample": False, **generate_kwargs}
     settings["logits_processor"] = LogitsProcessorList([*(settings.get("logits_processor") or []), clock])
     start = time.perf_counter()
     output_ids = model.generate(**inputs, **settings)
-    _synchronize(model.device)
+    synchronize(model.device)
     end = time.perf_counter()
     first_token = clock.first_token_time if clock.first_token_time is not None else end
     timings["prefill"] = first_token - start
@@ -237,6 +301,28 @@ def timed_generate(
     # generate returns the re-aligned prompt followed by one column per decoding step
     answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
     return [answer.strip() for answer in answers]
+
+
+def check_context(model, inputs: dict, max_new_tokens: int):
+    """
+    Refuses prompts that, with their video tokens and `max_new_tokens`, would run past the language model's context
+    (`max_position_embeddings`): beyond it the model's positions are untrained and its answer meaningless.
+    """
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(inputs["input_ids"])
+    video_outputs = inputs.get("video_outputs")
+    if video_outputs is not None:
+        counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+        _, attention_mask, _ = model.align_video_placeholders(inputs["input_ids"], attention_mask, counts)
+    context = model.config.text_config.max_position_embeddings
+    for row, length in enumerate(attention_mask.sum(dim=1).tolist()):
+        if length + max_new_tokens > context:
+            raise ValueError(
+                f"Prompt {row} holds {length} tokens (video tokens included) and up to {max_new_tokens} new tokens "
+                f"are asked for: {length + max_new_tokens} in all, more than the model's context of {context} tokens. "
+                "Sample fewer frames, shorten the question or lower max_new_tokens."
+            )
 
 
 def stock_video_tokens(config, num_frames: int) -> int:
@@ -287,13 +373,19 @@ def ask_video(model, processor, video, question: str, **kwargs) -> VideoAnswer:
 
 
 __all__ = [
+    "EncodedVideos",
+    "StageTimer",
+    "VIDEO_TOKENS",
     "VideoAnswer",
     "answer_prompts",
     "answer_prompts_from_codebooks",
     "ask_video",
     "ask_videos",
+    "check_context",
     "decode_videos",
+    "encode_for_generation",
     "stock_video_tokens",
+    "synchronize",
     "timed_generate",
     "video_prompt",
 ]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .vqtoken_choices import VQTOKEN_KMEANS_BACKENDS, VQTOKEN_SELECTION_METHODS
+from .vqtoken_kmeans_triton import MAX_CLUSTERS as TRITON_MAX_CLUSTERS
 from .vqtoken_kmeans_triton import is_triton_available, triton_assign_and_accumulate
 
 
@@ -87,17 +89,27 @@ def assign_and_accumulate_torch(
     return labels, sums, counts
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Maps `"auto"` to `"triton"` for CUDA tensors when Triton is installed and to `"torch"` otherwise."""
+def resolve_backend(backend: str, device: torch.device, num_clusters: int) -> str:
+    """
+    The backend that runs a fit of `num_clusters` centroids on `device`: `"auto"` is Triton for CUDA tensors when
+    Triton is installed and `num_clusters` is within its kernels' limit (`MAX_CLUSTERS`), torch otherwise;
+    `"triton"` refuses, with the reason, what its kernels cannot run.
+    """
+    if backend not in VQTOKEN_KMEANS_BACKENDS:
+        raise ValueError(f"`vqtoken_kmeans_backend` must be one of {VQTOKEN_KMEANS_BACKENDS}, got {backend!r}.")
     if backend == "auto":
-        return "triton" if device.type == "cuda" and is_triton_available() else "torch"
+        usable = device.type == "cuda" and is_triton_available() and num_clusters <= TRITON_MAX_CLUSTERS
+        return "triton" if usable else "torch"
     if backend == "triton" and not is_triton_available():
         raise RuntimeError(
             "`vqtoken_kmeans_backend='triton'` needs the `triton` package (and a CUDA device, or "
             "TRITON_INTERPRET=1 on the CPU); install triton or use 'torch' / 'auto'."
         )
-    if backend not in ("torch", "triton"):
-        raise ValueError(f"`vqtoken_kmeans_backend` must be one of ('auto', 'torch', 'triton'), got {backend!r}.")
+    if backend == "triton" and num_clusters > TRITON_MAX_CLUSTERS:
+        raise ValueError(
+            f"`vqtoken_kmeans_backend='triton'` runs at most {TRITON_MAX_CLUSTERS} clusters, asked for {num_clusters}: "
+            "use 'torch' or 'auto' (which falls back to torch above that)."
+        )
     return backend
 
 
@@ -364,7 +376,9 @@ def quantize_video_tokens(
         )
     max_clusters = min(max_clusters, num_tokens)
     min_clusters = min(min_clusters, max_clusters)
-    backend = resolve_backend(backend, tokens.device)
+    if selection_method not in VQTOKEN_SELECTION_METHODS:
+        raise ValueError(f"`selection_method` must be one of {VQTOKEN_SELECTION_METHODS}, got {selection_method!r}.")
+    backend = resolve_backend(backend, tokens.device, max_clusters)
     tokens = torch.nn.functional.normalize(tokens.float(), dim=-1)
 
     all_clusters = torch.ones(batch_size, max_clusters, dtype=torch.bool, device=tokens.device)

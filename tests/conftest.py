@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import torch
@@ -6,6 +7,40 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "allow_missing_keys(pattern): missing weights whose names match this regular expression are expected "
+        "(e.g. the VQ-Attention when loading a stock OneVision checkpoint)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def weights_load_completely(request, monkeypatch):
+    """
+    Every `from_pretrained` of the test fails on a missing, unexpected or mismatched weight, instead of transformers'
+    log line: a silently random language model is the worst failure this project can have.
+    """
+    from transformers import modeling_utils
+
+    marker = request.node.get_closest_marker("allow_missing_keys")
+    allowed = re.compile(marker.args[0]) if marker else None
+    report = modeling_utils.log_state_dict_report
+
+    def strict_report(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, *args, **kwargs):
+        missing = sorted(key for key in loading_info.missing_keys if not (allowed and allowed.match(key)))
+        unexpected = sorted(loading_info.unexpected_keys)
+        mismatched = sorted(loading_info.mismatched_keys)
+        if missing or unexpected or mismatched:
+            raise AssertionError(
+                f"Loading {type(model).__name__} from {pretrained_model_name_or_path}: missing {missing}, "
+                f"unexpected {unexpected}, mismatched {mismatched}"
+            )
+        return report(model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "log_state_dict_report", strict_report)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@ A tiny checkpoint in the released VQToken layout (LLaVA-NeXT names, LLaVA-style 
 vision tower), a tiny llava-hf style OneVision processor folder and the SigLIP config of the tiny tower.
 
 Sizes: SigLIP hidden 24, 3 layers of which 2 are kept, 32 px frames with 8 px patches (16 tokens per frame); Qwen2
-hidden 32, 2 layers; VQ-Attention feed-forward 64 (8 heads as released).
+hidden 32, 2 layers; VQ-Attention feed-forward 64 (8 heads as released). As in the release, the tower has no
+`head.*` tensors (LLaVA-NeXT replaces the SigLIP head by an identity) but keeps `post_layernorm`.
 """
 
 import json
@@ -92,11 +93,14 @@ def released_tensors(vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def released_config(tokenizer, vocab_size: int, tower: str = TINY_TOWER) -> dict:
-    """A LLaVA-Qwen config.json as LLaVA-NeXT writes it: the tower is only named, images are -200."""
+def released_config(tokenizer, vocab_size: int, tower: str = TINY_TOWER, model_type: str = "llava_qwen") -> dict:
+    """
+    A LLaVA-Qwen config.json as LLaVA-NeXT writes it: the tower is only named, images are -200. Its `LlavaQwenConfig`
+    says model_type "llava_qwen"; the lmms-lab OneVision base checkpoints say "llava".
+    """
     return {
         "architectures": ["LlavaQwenForCausalLM"],
-        "model_type": "qwen2",
+        "model_type": model_type,
         "attention_dropout": 0.0,
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),

@@ -8,18 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 import vqtoken
-from helpers import random_clip, video_prompt
-
-
-BLOCK_IMPORTS = textwrap.dedent(
-    """
-    import sys
-
-    # a None entry makes `import x` fail and `importlib.util.find_spec(x)` answer None, as if x were not installed
-    sys.modules["vqtoken"] = None
-    sys.modules["triton"] = None
-    """
-)
+from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 
 
 def save_tiny(build_model, folder, **settings):
@@ -65,7 +54,7 @@ def test_saved_folder_is_self_contained_remote_code(build_model, tmp_path):
         expected_generation = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     torch.save({"inputs": dict(inputs), "logits": expected, "generation": expected_generation}, tmp_path / "expected.pt")
 
-    script = BLOCK_IMPORTS + textwrap.dedent(
+    script = BLOCK_VQTOKEN + textwrap.dedent(
         f"""
         import torch
         from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from helpers import random_clip, video_prompt
-from vqtoken import cache, cache_cli
+from vqtoken import cache
+from vqtoken.commands import main as vqtoken_main
 from vqtoken.cache import (
     CacheFormatError,
     CacheMismatchError,
@@ -223,13 +224,16 @@ def test_folder_encoding_continues_after_a_bad_file_and_resumes(build_model, tmp
 
 def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     [video] = _write_clips(tmp_path, 1)
-    assert cache_cli.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
+    assert vqtoken_main(["encode", str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
     assert "1 encoded" in capsys.readouterr().out
-    assert cache_cli.main([str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
+    assert vqtoken_main(["encode", str(video), "-o", str(tmp_path / "one.vqt"), "--frames", "4"]) == 0
     assert "1 already done" in capsys.readouterr().out
     (tmp_path / "bad.mp4").write_bytes(b"nope")
-    assert cache_cli.main([str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--no-progress"]) == 1
-    assert "1 encoded, 0 already done, 1 failed" in capsys.readouterr().out
+    assert vqtoken_main(["encode", str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert "1 encoded, 0 already done, 1 failed" in printed.out
+    assert printed.err.strip() == f"vqtoken: error: {tmp_path / 'bad.mp4'} is not a readable video file (Invalid data " \
+        "found when processing input)"
 
     # a fresh copy of the built-in default accepts the file
     from vqtoken.loading import load_model_and_processor
@@ -246,7 +250,7 @@ def test_vqtoken_encode_command(tmp_path):
     import sys
 
     [video] = _write_clips(tmp_path, 1)
-    done = subprocess.run([sys.executable, "-m", "vqtoken.cli", "encode", str(video), "-o", str(tmp_path / "out"),
-                           "--frames", "4", "--no-progress"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "vqtoken", "encode", str(video), "-o", str(tmp_path / "out"),
+                           "--frames", "4", "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "1 encoded" in done.stdout and read_cached_video(tmp_path / "out" / "clip0.vqt").num_frames == 4

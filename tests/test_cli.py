@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqtoken import cli
+from vqtoken.commands import main as vqtoken_main
 from vqtoken.synthetic import make_moving_square_clip, write_clip
 from vqtoken.visualize import OVERLAY_ALPHA, PANEL, ClusterMap, draw_clusters, layout, palette
 
 
 def vqtoken(*arguments, timeout=300):
-    return subprocess.run([sys.executable, "-m", "vqtoken.cli", *arguments], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vqtoken", *arguments], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -63,13 +63,13 @@ def test_not_a_video_exits_1_without_traceback(tmp_path):
 
 def test_setting_rejected_by_the_model_is_a_usage_error(clip_file, capsys):
     # an adaptive selection from the default's minimum of 12 clusters up to 4 is no range
-    assert cli.main(["ask", str(clip_file), "q", "--selection", "elbow", "--max-clusters", "4", "--quiet"]) == 2
+    assert vqtoken_main(["ask", str(clip_file), "q", "--selection", "elbow", "--max-clusters", "4", "--quiet"]) == 2
     assert "--max-clusters" in capsys.readouterr().err
-    assert cli.main(["visualize", str(clip_file), "--out", "x.png", "--mode", "off"]) == 2
-    assert cli.main(["ask", str(clip_file), "q", "--model", "./no/such/folder"]) == 1
+    assert vqtoken_main(["visualize", str(clip_file), "--out", "x.png", "--mode", "off"]) == 2
+    assert vqtoken_main(["ask", str(clip_file), "q", "--model", "./no/such/folder"]) == 1
     assert capsys.readouterr().err.strip().endswith("model folder not found: ./no/such/folder")
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["ask", str(clip_file)])  # no question
+        vqtoken_main(["ask", str(clip_file)])  # no question
     assert exit_info.value.code == 2
 
 
@@ -115,14 +115,14 @@ def test_draw_clusters_colours_every_patch_by_its_cluster():
 def test_encode_then_ask_the_cached_file_gives_the_same_answer(clip_file, tmp_path, capsys):
     settings = ["--frames", "4", "--mode", "centroids", "--selection", "elbow", "--max-clusters", "16"]
     cached = tmp_path / "square.vqt"
-    assert cli.main(["encode", str(clip_file), "-o", str(cached), *settings, "--no-progress"]) == 0
+    assert vqtoken_main(["encode", str(clip_file), "-o", str(cached), *settings, "--quiet"]) == 0
     assert cached.exists()
     capsys.readouterr()
 
     question = "what colour is the square ?"
-    assert cli.main(["ask", str(clip_file), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    assert vqtoken_main(["ask", str(clip_file), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
     direct = json.loads(capsys.readouterr().out)
-    assert cli.main(["ask", str(cached), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    assert vqtoken_main(["ask", str(cached), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
     from_cache = json.loads(capsys.readouterr().out)
 
     assert from_cache["answer"] == direct["answer"]
@@ -131,3 +131,71 @@ def test_encode_then_ask_the_cached_file_gives_the_same_answer(clip_file, tmp_pa
     # no decoding, vision tower or clustering when asking a cached video
     assert not {"decode", "vision", "clustering"} & set(from_cache["timings"])
     assert {"decode", "vision", "clustering"} <= set(direct["timings"])
+
+
+def test_one_error_policy_for_known_errors(clip_file, tmp_path, capsys):
+    # a weights file cut short: one line naming the folder and the problem
+    import shutil
+
+    from vqtoken.loading import default_model_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert vqtoken_main(["ask", str(clip_file), "q", "--model", str(folder), "--quiet"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"vqtoken: error: cannot load its weights from {folder}: a weights file is truncated")
+    assert "\n" not in error
+
+    # videos that are empty or cut short say so
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip_file.read_bytes()[:300])
+    for video, problem in ((empty, "it is empty (0 bytes)"), (cut, "it is truncated, an MP4/MOV file cut off at 300 bytes")):
+        assert vqtoken_main(["ask", str(video), "q", "--quiet"]) == 1
+        assert capsys.readouterr().err.strip().startswith(f"vqtoken: error: {video} is not a readable video file: {problem}")
+
+    # an output that cannot be written names the user's path, not a temporary file
+    (tmp_path / "a-file").write_text("")
+    assert vqtoken_main(["encode", str(clip_file), "-o", str(tmp_path / "a-file" / "x.vqt"), "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.strip() == f"vqtoken: error: {clip_file}: {tmp_path / 'a-file' / 'x.vqt'}: Not a directory"
+    assert "0 encoded, 0 already done, 1 failed" in printed.out
+
+    # a conversion that fails: the same one-line format
+    assert vqtoken_main(["convert", "--checkpoint", str(tmp_path / "a-file"), "--output", str(tmp_path / "c")]) == 1
+    assert capsys.readouterr().err.strip() == f"vqtoken: error: {str(tmp_path / 'a-file')!r} is a file; expected a " \
+        "folder or a Hub id."
+
+
+def test_an_unexpected_error_is_not_disguised_as_a_users_mistake(clip_file, monkeypatch):
+    import vqtoken.modeling.vqtoken_inference as inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(inference, "ask_video", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        vqtoken_main(["ask", str(clip_file), "q", "--quiet"])
+
+
+def test_a_question_that_is_not_utf8_is_a_usage_error(clip_file):
+    import os
+
+    result = subprocess.run([sys.executable.encode(), b"-m", b"vqtoken", b"ask", os.fsencode(clip_file), b"caf\xe9 ?"],
+                            capture_output=True, timeout=300)
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert "usage: vqtoken ask" in stderr and "argument question: not valid UTF-8" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    code = ("import sys\nfrom vqtoken.commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "usage: vqtoken" in result.stdout

@@ -23,8 +23,11 @@ from released_checkpoint import (
     write_released_checkpoint,
     write_vision_config,
 )
-from vqtoken.conversion import ConversionError, convert_checkpoint, file_manifest, main as convert_main, read_checkpoint
-from vqtoken.publish import PublishError, push_to_hub, run_push
+from vqtoken.commands import main as vqtoken_main
+from vqtoken.conversion.checkpoint import read_checkpoint
+from vqtoken.conversion.convert import convert_checkpoint
+from vqtoken.conversion.report import ConversionError, file_manifest
+from vqtoken.publish import PublishError, push_to_hub
 
 
 torch.set_num_threads(1)
@@ -56,7 +59,8 @@ def convert(released, output, **kwargs):
 @pytest.fixture(scope="module")
 def converted(released):
     output = released["root"] / "converted"
-    report = convert(released, output, mode="attention", max_clusters=5, max_shard_size="100KB",
+    report = convert(released, output, vqtoken_settings={"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
+                     max_shard_size="100KB",
                      repo_id="test-org/vqtoken-tiny", verify_block_modules=BLOCKED)
     return output, report
 
@@ -278,8 +282,10 @@ def test_dtype_cast_and_pickle_source_read_with_weights_only(released, tmp_path)
     torch.save(released["tensors"], source / "pytorch_model.bin")
     read, origin = read_checkpoint(source)
     assert set(read) == set(released["tensors"]) and set(origin.values()) == {"pytorch_model.bin"}
-    report = convert(released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", mode="centroids",
-                     selection="elbow", min_clusters=2, max_clusters=6, verify=False)
+    settings = {"vqtoken_mode": "centroids", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
+                "vqtoken_max_clusters": 6}
+    report = convert(released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", vqtoken_settings=settings,
+                     verify=False)
     assert report.dtype == "bfloat16" and report.verification == {"status": "skipped"}
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and config["vqtoken_selection_method"] == "elbow"
@@ -342,6 +348,51 @@ def test_broken_checkpoints_fail_clearly_and_leave_nothing(released, tmp_path, e
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
 
 
+@pytest.mark.parametrize("model_type", ["llava", "qwen2"])
+def test_every_spelling_of_the_llava_qwen_family_converts(released, tmp_path, model_type):
+    config = released_config(released["tokenizer"], len(released["tokenizer"]), model_type=model_type)
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
+                                       shards=1)
+    report = convert(released, tmp_path / "out", checkpoint=source, verify=False)
+    assert report.tensors_mapped == len(released["tensors"]) and report.dropped_tensors == []
+
+
+@pytest.mark.parametrize(
+    "config_edit, message",
+    [
+        ({"architectures": ["LlavaForConditionalGeneration"]}, r"architectures \['LlavaForConditionalGeneration'\]"),
+        ({"model_type": "llava_onevision"}, r"model_type 'llava_onevision'; a LLaVA-Qwen checkpoint says one of"),
+        ({"model_type": "mistral"}, r"model_type 'mistral'"),
+    ],
+    ids=["architecture", "llava-hf", "other"],
+)
+def test_other_families_are_refused_with_the_reason(released, tmp_path, config_edit, message):
+    config = {**released_config(released["tokenizer"], len(released["tokenizer"])), **config_edit}
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
+                                       shards=1)
+    with pytest.raises(ConversionError, match=message):
+        convert(released, tmp_path / "out", checkpoint=source)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_siglip_head_is_dropped_and_reported(released, tmp_path):
+    tensors = dict(released["tensors"])
+    width = VISION["hidden_size"]
+    head = {
+        "model.vision_tower.vision_tower.vision_model.head.probe": torch.randn(1, 1, width),
+        "model.vision_tower.vision_tower.vision_model.head.attention.in_proj_weight": torch.randn(3 * width, width),
+        "model.vision_tower.vision_tower.vision_model.head.mlp.fc1.weight": torch.randn(2 * width, width),
+    }
+    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], {**tensors, **head}, shards=1)
+    output = tmp_path / "out"
+    report = convert(released, output, checkpoint=source, verify_block_modules=BLOCKED)
+    assert report.dropped_tensors == sorted(head)
+    assert report.tensors_mapped == len(tensors)
+    written = json.loads((output / "conversion_report.json").read_text())
+    assert written["dropped_tensors"] == sorted(head)
+    assert "tensors dropped   3" in report.summary()
+
+
 def test_truncated_safetensors_file_fails_clearly(released, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(released["source"], source)
@@ -354,7 +405,7 @@ def test_truncated_safetensors_file_fails_clearly(released, tmp_path):
 
 def test_unknown_tower_without_vision_config_fails_clearly(released, tmp_path, capsys):
     output = tmp_path / "out"
-    status = convert_main(["--checkpoint", str(released["source"]), "--output", str(output),
+    status = vqtoken_main(["convert", "--checkpoint", str(released["source"]), "--output", str(output),
                            "--processor", str(released["processor"])])
     assert status == 1
     assert f"vision tower {TINY_TOWER!r} is not one whose sizes the converter knows" in capsys.readouterr().err
@@ -450,8 +501,7 @@ def hub(monkeypatch):
 
 def test_push_is_a_dry_run_by_default(converted, hub, capsys):
     folder, _ = converted
-    status = run_push(type("Args", (), {"folder": str(folder), "repo_id": "test-org/vqtoken-tiny", "yes": False,
-                                        "private": False, "token": None, "commit_message": None})())
+    status = vqtoken_main(["push", str(folder), "--repo-id", "test-org/vqtoken-tiny"])
     assert status == 0
     printed = capsys.readouterr().out
     for path in folder.iterdir():

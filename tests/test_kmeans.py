@@ -241,3 +241,22 @@ def test_adaptive_methods_find_well_separated_clusters():
     released = quantize_video_tokens(tokens[None], selection_method="elbow", min_clusters=2, max_clusters=9)
     # released rule: index of the largest second difference (K=5 sits at index 2) plus 4
     assert int(released.num_clusters[0]) == 6
+
+
+def test_backend_choice_knows_the_triton_cluster_limit():
+    import pytest
+
+    from vqtoken.modeling.vqtoken_kmeans import TRITON_MAX_CLUSTERS, resolve_backend
+    from vqtoken.modeling.vqtoken_kmeans_triton import is_triton_available
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert TRITON_MAX_CLUSTERS == 128
+    assert resolve_backend("auto", cpu, 32) == "torch"
+    assert resolve_backend("auto", cuda, 129) == "torch"
+    assert resolve_backend("auto", cuda, 128) == ("triton" if is_triton_available() else "torch")
+    assert resolve_backend("torch", cuda, 500) == "torch"
+    if is_triton_available():
+        with pytest.raises(ValueError, match="runs at most 128 clusters, asked for 129"):
+            resolve_backend("triton", cuda, 129)
+    with pytest.raises(ValueError, match="vqtoken_kmeans_backend"):
+        resolve_backend("faiss", cpu, 8)

@@ -253,7 +253,7 @@ def _no_triton_checks():
     return {
         "triton_available": kernels.is_triton_available(),
         "step_raises": raised,
-        "auto_backend": torch_kmeans.resolve_backend("auto", torch.device("cpu")),
+        "auto_backend": torch_kmeans.resolve_backend("auto", torch.device("cpu"), 8),
     }
 
 

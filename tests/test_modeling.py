@@ -1,20 +1,7 @@
 import pytest
 import torch
-from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
-from helpers import random_clip, video_prompt
-
-
-def stock_twin(model):
-    """Stock LLaVA-OneVision built from the same settings, holding the same weights."""
-    settings = {k: v for k, v in model.config.to_dict().items() if not k.startswith("vqtoken_")}
-    for key in ("model_type", "architectures", "auto_map", "transformers_version"):
-        settings.pop(key, None)
-    stock = LlavaOnevisionForConditionalGeneration(LlavaOnevisionConfig(**settings)).eval()
-    result = stock.load_state_dict(model.state_dict(), strict=False)
-    assert result.missing_keys == []
-    assert all(key.startswith("model.vq_attention.") for key in result.unexpected_keys)
-    return stock
+from helpers import random_clip, stock_twin, video_prompt
 
 
 def reference_frame_features(stock, pixel_values_videos):

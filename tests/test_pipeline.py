@@ -11,7 +11,7 @@ import torch
 from transformers import pipeline
 
 import vqtoken
-from helpers import random_clip, video_prompt
+from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 from vqtoken.synthetic import make_moving_square_clip, write_clip
 from vqtoken.video_io import load_video
 
@@ -136,11 +136,9 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
         "array": greedy_answer(model, processor, random_clip(0)),
         "file": greedy_answer(model, processor, file_frames),
     }
-    script = textwrap.dedent(
+    script = BLOCK_VQTOKEN + textwrap.dedent(
         f"""
-        import json, sys
-        sys.modules["vqtoken"] = None  # as if neither were installed
-        sys.modules["triton"] = None
+        import json
         import numpy as np
         import torch
         from transformers import pipeline

@@ -332,7 +332,7 @@ def test_no_decodable_frame(tmp_path):
 
 def test_truncated_mp4_without_index(tmp_path, indexed_mp4):
     cut = truncate_copy(indexed_mp4, tmp_path / "cut.mp4", 0.6)  # moov atom is at the end
-    with pytest.raises(VideoDecodeError, match=r"cut\.mp4 is not a readable video file"):
+    with pytest.raises(VideoDecodeError, match=r"cut\.mp4 is not a readable video file: it is truncated, an MP4/MOV file"):
         load_video(cut)
 
 

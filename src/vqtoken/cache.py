@@ -46,7 +46,7 @@ from safetensors.torch import save as safetensors_save
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
 from .modeling.modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 from .files import hash_stream, write_atomically
-from .video_io import DecodedVideo, load_video
+from .modeling.video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, load_video
 
 
 logger = logging.getLogger(__name__)
@@ -117,10 +117,11 @@ class EncodeReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
+    def counts(self) -> str:
+        return f"{len(self.written)} encoded, {len(self.skipped)} already done, {len(self.failed)} failed"
+
     def summary(self) -> str:
-        lines = [f"{len(self.written)} encoded, {len(self.skipped)} already done, {len(self.failed)} failed"]
-        lines += [f"  failed: {source}: {error}" for source, error in self.failed]
-        return "\n".join(lines)
+        return "\n".join([self.counts(), *(f"  failed: {source}: {error}" for source, error in self.failed)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -431,13 +432,29 @@ def is_cached_video(path) -> bool:
 
 
 def _encode_one(model, processor, video: DecodedVideo) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = processor.video_processor(videos=[video.frames], return_tensors="pt")
+    inputs = processor.video_processor(videos=[video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)
     pixel_values_videos = inputs["pixel_values_videos"].to(model.device, model.dtype)
     outputs = model.encode_videos(pixel_values_videos)
     return outputs.codebooks[0], outputs.index_maps[0]
 
 
-def encode_videos(model, processor, videos: list, outputs: list, num_frames: int = 32) -> list[Path]:
+def _encode_to_file(model, processor, video, output, num_frames: int, overwrite: bool = True) -> Path | None:
+    """
+    Encodes one video into `output` (written atomically). With `overwrite=False` an `output` already valid for this
+    model, these settings and this source is kept, and `None` returned.
+    """
+    fingerprint = source_fingerprint(video)
+    output = Path(output)
+    if not overwrite and output.exists() and output_is_current(output, model, fingerprint, processor, num_frames):
+        return None
+    decoded = video if isinstance(video, DecodedVideo) else load_video(video, num_frames=num_frames)
+    codebook, index_map = _encode_one(model, processor, decoded)
+    save_cached_video(output, model, codebook, index_map, fingerprint, processor, decoded)
+    logger.info("encoded %s -> %s (K=%d)", decoded.source, output, codebook.shape[0])
+    return output
+
+
+def encode_videos(model, processor, videos: list, outputs: list, num_frames: int | None = None) -> list[Path]:
     """
     Encodes each video and writes its `.vqt` file: `videos[i]` -> `outputs[i]`.
 
@@ -447,35 +464,41 @@ def encode_videos(model, processor, videos: list, outputs: list, num_frames: int
         videos: paths, file objects, frame arrays `(T, H, W, 3)` or [`DecodedVideo`]s (for a `DecodedVideo` the
             source fingerprint covers its frames).
         outputs: one output path per video.
-        num_frames: frames sampled uniformly over each whole clip.
+        num_frames: frames sampled uniformly over each whole clip (default: `processor.default_num_frames`).
 
     Returns:
         the written paths.
     """
     if len(videos) != len(outputs):
         raise ValueError(f"Got {len(videos)} videos but {len(outputs)} output paths.")
-    written = []
-    for video, output in zip(videos, outputs):
-        fingerprint = source_fingerprint(video)
-        decoded = video if isinstance(video, DecodedVideo) else load_video(video, num_frames=num_frames)
-        codebook, index_map = _encode_one(model, processor, decoded)
-        written.append(save_cached_video(output, model, codebook, index_map, fingerprint, processor, decoded))
-        logger.info("encoded %s -> %s (K=%d)", decoded.source, output, codebook.shape[0])
-    return written
+    num_frames = num_frames or processor.default_num_frames
+    return [_encode_to_file(model, processor, video, output, num_frames) for video, output in zip(videos, outputs)]
 
 
-def _collect_videos(inputs: list, recursive: bool = True) -> list[tuple[Path, Path]]:
-    """`(video, output name relative to the output folder)` for every file given and every video in every folder."""
+def collect_videos(inputs: list, output, recursive: bool = True) -> list[tuple[Path, Path]]:
+    """
+    `(video, .vqt path)` pairs for the files and folders of `inputs`: `output` is a `.vqt` path for one video file, or
+    a folder that receives one `.vqt` per video (a folder's layout is kept). Raises `ValueError` when two inputs would
+    write the same file or a `.vqt` output is given several videos.
+    """
+    output = Path(output)
+    if output.suffix.lower() == CACHE_SUFFIX:
+        if len(inputs) != 1 or Path(inputs[0]).is_dir():
+            raise ValueError(f"A .vqt output path ({output}) takes exactly one video file; give a folder for several.")
+        return [(Path(inputs[0]), output)]
     pairs = []
-    for item in inputs:
-        item = Path(item)
+    for item in map(Path, inputs):
         if item.is_dir():
             pattern = "**/*" if recursive else "*"
             for path in sorted(item.glob(pattern)):
                 if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-                    pairs.append((path, path.relative_to(item).with_suffix(CACHE_SUFFIX)))
+                    pairs.append((path, output / path.relative_to(item).with_suffix(CACHE_SUFFIX)))
         else:
-            pairs.append((item, Path(item.name).with_suffix(CACHE_SUFFIX)))
+            pairs.append((item, output / Path(item.name).with_suffix(CACHE_SUFFIX)))
+    outputs = [target for _, target in pairs]
+    duplicates = sorted({str(target) for target in outputs if outputs.count(target) > 1})
+    if duplicates:
+        raise ValueError(f"Several inputs would write the same output file(s) {duplicates}: encode them separately.")
     return pairs
 
 
@@ -493,47 +516,36 @@ def encode_folder(
     model,
     processor,
     inputs: list,
-    output_dir,
-    num_frames: int = 32,
+    output,
+    num_frames: int | None = None,
     overwrite: bool = False,
     recursive: bool = True,
     progress: bool = True,
 ) -> EncodeReport:
     """
-    Encodes every video of `inputs` (files, and video files found in folders) to `output_dir`, one `.vqt` per video
-    (a folder's layout is kept). A video whose output exists and is valid for this model, these settings and this
-    source is skipped, so an interrupted run resumes where it stopped; a video that fails is reported and the others
-    go on.
+    Encodes every video of `inputs` (files, and video files found in folders) to `output` (see [`collect_videos`]).
+    A video whose output exists and is valid for this model, these settings and this source is skipped, so an
+    interrupted run resumes where it stopped; a video that cannot be read or written is reported and the others go
+    on (any other error stops the run: it is a bug, not a bad file).
 
     Returns:
         [`EncodeReport`].
     """
     from tqdm.auto import tqdm
 
-    output_dir = Path(output_dir)
-    pairs = _collect_videos(inputs, recursive)
-    names = [name for _, name in pairs]
-    duplicates = sorted({str(name) for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"Several inputs would write the same output file(s) {duplicates}: encode them separately.")
+    num_frames = num_frames or processor.default_num_frames
     report = EncodeReport()
-    bar = tqdm(pairs, desc="encoding videos", unit="video", disable=not progress)
-    for source, name in bar:
-        output = output_dir / name
+    bar = tqdm(collect_videos(inputs, output, recursive), desc="encoding videos", unit="video", disable=not progress)
+    for source, target in bar:
         bar.set_postfix_str(source.name, refresh=False)
         try:
-            fingerprint = source_fingerprint(source)
-            if not overwrite and output.exists() and output_is_current(output, model, fingerprint, processor, num_frames):
-                report.skipped.append(output)
-                continue
-            decoded = load_video(source, num_frames=num_frames)
-            codebook, index_map = _encode_one(model, processor, decoded)
-            report.written.append(
-                save_cached_video(output, model, codebook, index_map, fingerprint, processor, decoded)
-            )
-        except Exception as error:  # one bad file must not stop a folder
-            logger.warning("could not encode %s: %s", source, error)
-            report.failed.append((str(source), f"{type(error).__name__}: {error}"))
+            written = _encode_to_file(model, processor, source, target, num_frames, overwrite=overwrite)
+        except (VideoDecodeError, CacheError, OSError) as error:  # one bad file must not stop a folder
+            logger.info("could not encode %s: %s", source, error)
+            problem = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
+            report.failed.append((str(source), str(problem)))
+            continue
+        (report.written if written is not None else report.skipped).append(target)
     bar.close()
     return report
 

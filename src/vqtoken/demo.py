@@ -12,7 +12,7 @@ knows nothing about real videos. `examples/training/train_default_model.py` repr
 import tempfile
 from pathlib import Path
 
-from .inference import VideoAnswer, ask_video
+from .modeling.vqtoken_inference import VideoAnswer, ask_video
 from .loading import load_model_and_processor
 
 

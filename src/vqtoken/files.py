@@ -1,5 +1,6 @@
 """File helpers shared by the package: atomic writes and streamed sha256."""
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -19,18 +20,39 @@ def hash_stream(digest, stream: BinaryIO):
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """
     Calls `write(stream)` on a temporary file next to `path`, flushes it to disk and renames it to `path`: a failure at
-    any point leaves `path` as it was and no temporary file behind.
+    any point leaves `path` as it was and no temporary file behind. The file gets the permissions a plain `open` would
+    give it (0666 less the umask), and an `OSError` of the file system names `path`, not the temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)) from None
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        _remove(temporary)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        _remove(temporary)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(temporary: str | None):
+    if temporary is not None:
+        Path(temporary).unlink(missing_ok=True)

@@ -3,17 +3,8 @@ Ask questions about videos with a VQToken model, stage by stage, with the time o
 
 The one implementation lives in `modeling/vqtoken_inference.py` (`vqtoken.modeling.vqtoken_inference`), because the
 `video-text-to-text` pipeline, which ships with the model code for `trust_remote_code`, runs on it. This module
-re-exports it.
+re-exports it for users; the package's own code imports the implementation.
 """
 
-from .modeling.vqtoken_inference import (
-    VideoAnswer,
-    answer_prompts,
-    ask_video,
-    ask_videos,
-    decode_videos,
-    video_prompt,
-)
-
-
-__all__ = ["VideoAnswer", "answer_prompts", "ask_video", "ask_videos", "decode_videos", "video_prompt"]
+from .modeling.vqtoken_inference import *  # noqa: F403
+from .modeling.vqtoken_inference import __all__  # noqa: F401

@@ -21,6 +21,11 @@ import torch
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_LABEL = "built-in default: a small model trained on synthetic clips of sliding shapes"
+
+
+class ModelLoadError(ValueError):
+    """A model folder or Hub id that cannot be loaded (missing, unreadable or not a VQToken / OneVision model);
+    the message names it and the problem."""
 STOCK_MODEL_TYPE = "llava_onevision"
 
 
@@ -99,28 +104,56 @@ def load_model_and_processor(
         name_or_path = default_model_dir()
         if not (name_or_path / "model.safetensors").is_file():
             raise FileNotFoundError(f"The built-in default model is missing from {name_or_path}; reinstall vqtoken.")
-    source_config = AutoConfig.from_pretrained(name_or_path)
+    source_config = _read(name_or_path, "its configuration", lambda: AutoConfig.from_pretrained(name_or_path))
     if isinstance(source_config, VQTokenLlavaOnevisionConfig):
         config = source_config.with_vqtoken_settings(**vqtoken_settings)
-        processor = AutoProcessor.from_pretrained(name_or_path)
+        processor = _read(name_or_path, "its processor", lambda: AutoProcessor.from_pretrained(name_or_path))
     elif source_config.model_type == STOCK_MODEL_TYPE:
         config = VQTokenLlavaOnevisionConfig.from_onevision_config(source_config, **vqtoken_settings)
         logger.info("Loading stock LLaVA-OneVision %s: the VQ-Attention starts from its initialisation.", name_or_path)
-        processor = VQTokenLlavaOnevisionProcessor.from_onevision_processor(AutoProcessor.from_pretrained(name_or_path))
+        stock = _read(name_or_path, "its processor", lambda: AutoProcessor.from_pretrained(name_or_path))
+        processor = VQTokenLlavaOnevisionProcessor.from_onevision_processor(stock)
     else:
-        raise ValueError(
+        raise ModelLoadError(
             f"{name_or_path} holds a {source_config.model_type!r} model; expected a VQToken model "
             f"({VQTokenLlavaOnevisionConfig.model_type!r}) or a stock LLaVA-OneVision one ({STOCK_MODEL_TYPE!r})."
         )
-    model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(
-        name_or_path, config=config, dtype=dtype, attn_implementation=attn_implementation
+    model = _read(
+        name_or_path,
+        "its weights",
+        lambda: VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(
+            name_or_path, config=config, dtype=dtype, attn_implementation=attn_implementation
+        ),
+        file_errors=(OSError,),
     )
     model = model.to(device).eval()
     return model, sync_processor(processor, model.config)
 
 
+def _read(name_or_path, what: str, load, file_errors=(OSError, ValueError)):
+    """
+    `load()`, with the file problems transformers and safetensors raise (`file_errors` and corrupt safetensors)
+    reported as [`ModelLoadError`]; anything else propagates as it is.
+    """
+    from safetensors import SafetensorError
+
+    from .modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
+
+    try:
+        return load()
+    except VQTokenSettingError:
+        raise
+    except SafetensorError as error:
+        raise ModelLoadError(f"cannot load {what} from {name_or_path}: a weights file is truncated or corrupt "
+                             f"({error})") from error
+    except file_errors as error:
+        problem = " ".join(str(error).split()) or type(error).__name__
+        raise ModelLoadError(f"cannot load {what} from {name_or_path}: {problem}") from error
+
+
 __all__ = [
     "DEFAULT_MODEL_LABEL",
+    "ModelLoadError",
     "default_model_dir",
     "load_model_and_processor",
     "resolve_device",

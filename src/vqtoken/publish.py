@@ -6,20 +6,18 @@ A dry run is the default: it verifies the folder and lists what would be sent. W
 repository (`exist_ok`) and uploads the folder in one commit. A folder with pickle files, or one that fails
 verification (files changed since conversion, or the clean remote-code reload fails), is refused.
 
-Command line: `python conversion/push_to_hub.py FOLDER --repo-id org/name [--yes] [--private]` or `vqtoken push`
-([`add_push_arguments`] / [`run_push`]).
+Command line: `vqtoken push FOLDER --repo-id org/name [--yes] [--private]` (or `python conversion/push_to_hub.py`).
 """
 
-import argparse
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from .conversion import PICKLE_SUFFIXES, REPORT_FILE, ConversionError, file_manifest, verify_converted_folder
+from .conversion.report import PICKLE_SUFFIXES, REPORT_FILE, ConversionError, file_manifest
+from .conversion.verify import verify_converted_folder
 
 
 logger = logging.getLogger(__name__)
@@ -129,35 +127,4 @@ def push_to_hub(
     return plan
 
 
-def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds the options of `vqtoken push` / `conversion/push_to_hub.py` to `parser`."""
-    parser.add_argument("folder", help="a folder written by the converter")
-    parser.add_argument("--repo-id", required=True, help="target model repository, org/name")
-    parser.add_argument("--yes", action="store_true", help="upload (default: dry run listing each file and size)")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--token", default=None, help="Hub token (default: the token of `hf auth login`)")
-    parser.add_argument("--commit-message", default=None)
-    return parser
-
-
-def run_push(args: argparse.Namespace) -> int:
-    """Runs a (dry-run by default) push from parsed arguments, prints the plan; returns the exit status."""
-    try:
-        plan = push_to_hub(args.folder, args.repo_id, yes=args.yes, private=args.private, token=args.token,
-                           commit_message=args.commit_message)
-    except PublishError as error:
-        print(f"push refused: {error}", file=sys.stderr)
-        return 1
-    print(plan.summary())
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Publish a converted VQToken folder on the Hugging Face Hub.")
-    add_push_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_push(args)
-
-
-__all__ = ["PublishError", "PushPlan", "add_push_arguments", "check_folder", "push_to_hub", "run_push"]
+__all__ = ["PublishError", "PushPlan", "check_folder", "push_to_hub"]

@@ -8,6 +8,9 @@ Two helpers:
   direction of motion) is drawn from ``numpy.random.default_rng(seed)``, so the same
   arguments always give the same pixels.
 * :func:`write_clip` encodes such an array to a video file with PyAV.
+
+PyAV is needed by :func:`write_clip` only: clips as arrays are made without it (machines without video codecs, such as
+the GPU machines the GPU check runs on, pass frame arrays to the model directly).
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import av
 import numpy as np
+
+try:  # only write_clip encodes
+    import av
+except ImportError:  # pragma: no cover - exercised only where PyAV is absent
+    av = None
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +154,8 @@ def write_clip(
         )
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if av is None:
+        raise RuntimeError("write_clip needs PyAV (`pip install av`) to encode video files")
     codec_name, pix_fmt = _pick_codec(codec)
 
     pad_h, pad_w = array.shape[1] % 2, array.shape[2] % 2

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomically
-from .video_io import DecodedVideo
+from .modeling.video_io import FRAME_LAYOUT, DecodedVideo
 
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def cluster_video(model, processor, video: DecodedVideo) -> ClusterMap:
     """Runs the vision tower, projector and clustering of `model` on one decoded video and returns its index map."""
     if model.config.vqtoken_mode == "off":
         raise ValueError("vqtoken_mode 'off' does not cluster: use 'centroids' or 'attention' to see the clusters.")
-    pixel_values = processor.video_processor([video.frames], return_tensors="pt")["pixel_values_videos"]
+    pixel_values = processor.video_processor([video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
+        "pixel_values_videos"
+    ]
     frame_features = model.model.get_frame_features(pixel_values.to(model.device, model.dtype))
     outputs = model.model.quantize_frame_features(frame_features)
     index_map = outputs.index_maps[0].cpu().numpy()

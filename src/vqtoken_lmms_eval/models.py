@@ -37,11 +37,16 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import GenerationConfig
 
-from vqtoken.inference import answer_prompts, decode_videos
 from vqtoken.loading import load_model_and_processor, resolve_device, resolve_dtype
 from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
-from vqtoken.modeling.vqtoken_inference import stock_video_tokens, timed_generate
-from vqtoken.video_io import DecodedVideo, VideoDecodeError, uniform_indices
+from vqtoken.modeling.video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, uniform_indices
+from vqtoken.modeling.vqtoken_inference import (
+    answer_prompts,
+    decode_videos,
+    encode_for_generation,
+    stock_video_tokens,
+    timed_generate,
+)
 
 from . import MODEL_ID
 
@@ -399,6 +404,7 @@ class VQTokenSimple(lmms):
 
     def _encode(self, texts: list[str], images: list | None = None, videos: list | None = None) -> dict:
         """The processor's tensors for `texts` (left-padded) on the model's device, pixel values in its dtype."""
+        layout = {"input_data_format": FRAME_LAYOUT} if videos else {}  # frame arrays are (T, H, W, 3)
         inputs = self.processor(
             text=texts,
             images=images or None,
@@ -406,6 +412,7 @@ class VQTokenSimple(lmms):
             return_tensors="pt",
             padding=True,
             padding_side="left",
+            **layout,
         ).to(self.model.device)
         for key in ("pixel_values", "pixel_values_videos"):
             if key in inputs:
@@ -563,15 +570,13 @@ class VQTokenSimple(lmms):
         config = self.model.config
         counts = VisualTokenCounts(modality=prompt.modality)
         if prompt.video is not None:
+            encoded = video.encoding(self.model, inputs.pop("pixel_values_videos"))
+            input_ids, attention_mask, labels = self.model.align_video_placeholders(
+                input_ids, attention_mask, encoded.visual_tokens, labels=labels
+            )
+            inputs["mm_encoder_outputs"] = {"video": encoded.video_outputs}
+            counts.visual_tokens, counts.num_clusters = encoded.visual_tokens[0], encoded.num_clusters[0]
             counts.visual_tokens_stock = stock_video_tokens(config, self.max_frames_num)
-            if config.vqtoken_mode != "off":
-                video_outputs = video.encoding(self.model, inputs.pop("pixel_values_videos"))
-                input_ids, attention_mask, labels = self.model.align_video_placeholders(
-                    input_ids, attention_mask, [video_outputs.pooler_output[0].shape[0]], labels=labels
-                )
-                inputs["mm_encoder_outputs"] = {"video": video_outputs}
-                counts.num_clusters = int(video_outputs.num_clusters[0])
-            counts.visual_tokens = int((input_ids == config.video_token_id).sum())
         elif prompt.images:
             counts.visual_tokens = counts.visual_tokens_stock = int((input_ids == config.image_token_id).sum())
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **inputs).logits
@@ -585,8 +590,8 @@ class VQTokenSimple(lmms):
 
 class VideoCache:
     """
-    The last video scored, decoded and (outside mode `"off"`) encoded: a multiple-choice question asks lmms-eval for
-    one loglikelihood per choice, each with the same video, one after the other.
+    The last video scored, decoded and encoded: a multiple-choice question asks lmms-eval for one loglikelihood per
+    choice, each with the same video, one after the other.
     """
 
     def __init__(self):
@@ -599,9 +604,9 @@ class VideoCache:
         return self.decoded
 
     def encoding(self, model, pixel_values_videos: torch.Tensor):
-        """`model.encode_videos` of the current video (the pixel values of its frames)."""
+        """The tokens the language model reads for the current video (`encode_for_generation` of its pixel values)."""
         if self.encoded is None:
-            self.encoded = model.encode_videos(pixel_values_videos)
+            self.encoded = encode_for_generation(model, pixel_values_videos.to(model.dtype))
         return self.encoded
 
 

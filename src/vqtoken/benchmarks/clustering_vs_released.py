@@ -4,22 +4,34 @@ Time to cluster one video of real size with adaptive K: this project's K-means n
 The released procedure is rewritten here from its description (../shared/UPSTREAM.md, "Video path", steps 4-5) as the
 baseline: for every K in 12..32 a fresh k-means++ initialisation and a Lloyd loop whose update walks the clusters in
 Python, the distortion of each fit, the elbow rule, then one more fit from scratch at the chosen K. Both run on the
-same tokens, in fp32 on the CPU, one after the other in one process.
+same tokens, in fp32 on the CPU by default, one after the other in one process.
 
     python -m vqtoken.benchmarks.clustering_vs_released --frames 32 --threads 2
+
+On a GPU, the whole selection of one video as a request runs it (the model hands bf16 tokens over):
+
+    python -m vqtoken.benchmarks.clustering_vs_released --device cuda --dtype bfloat16 --backends triton torch \
+        --skip-released --repeats 10
 
 The tokens are synthetic but shaped like projected video tokens: 32 frames x 729 positions x 896, drawn around a few
 dozen directions that persist from frame to frame, plus noise; pass `--random` for structureless Gaussian tokens.
 """
 
 import argparse
+import datetime
 import json
 import platform
+import statistics
 import time
+from pathlib import Path
 
 import torch
 
+from ..files import write_atomically
 from ..modeling.vqtoken_kmeans import choose_num_clusters_elbow, quantize_video_tokens
+
+
+METHODS = ("fixed", "elbow", "elbow_corrected", "silhouette")
 
 
 def video_like_tokens(num_frames: int, tokens_per_frame: int, dim: int, num_directions: int, seed: int) -> torch.Tensor:
@@ -77,6 +89,34 @@ def time_call(function, *args, **kwargs):
     return time.perf_counter() - start, result
 
 
+def time_selection(tokens: torch.Tensor, method: str, backend: str, repeats: int) -> dict:
+    """
+    Times `quantize_video_tokens` on one video (`tokens` of shape `(num_tokens, dim)`) as a whole: `repeats` calls,
+    each ended by a device synchronisation; on CUDA after one untimed call (kernel compilation, library set-up).
+    """
+    def call():
+        result = quantize_video_tokens(tokens[None], selection_method=method, backend=backend)
+        if tokens.device.type == "cuda":
+            torch.cuda.synchronize(tokens.device)
+        return result
+
+    if tokens.device.type == "cuda":
+        call()
+    times = []
+    for _ in range(repeats):
+        seconds, result = time_call(call)
+        times.append(seconds)
+    return {"path": f"ours, {method}", "backend": backend, "seconds": min(times),
+            "median_seconds": statistics.median(times), "k": int(result.num_clusters[0])}
+
+
+def to_markdown(header: str, rows: list[dict]) -> str:
+    lines = [header, "", "| path | backend | best ms | median ms | K |", "| --- | --- | ---: | ---: | ---: |"]
+    lines += [f"| {row['path']} | {row['backend']} | {row['seconds'] * 1e3:.3f} | {row['median_seconds'] * 1e3:.3f} "
+              f"| {row['k']} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=32)
@@ -86,6 +126,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of our path (the released one runs once)")
     parser.add_argument("--random", action="store_true", help="structureless Gaussian tokens")
     parser.add_argument("--skip-released", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="dtype of the tokens handed to the clustering (the model's; it computes in fp32)")
+    parser.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "triton"))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--out-json", type=Path, help="the rows and the set-up as JSON (rewritten after every row)")
+    parser.add_argument("--out-md", type=Path, help="the table as Markdown")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -94,23 +141,35 @@ def main(argv=None):
         tokens = torch.randn(args.frames * args.tokens_per_frame, args.dim)
     else:
         tokens = video_like_tokens(args.frames, args.tokens_per_frame, args.dim, num_directions=40, seed=0)
+    tokens = tokens.to(args.device, getattr(torch, args.dtype))
+    device_name = torch.cuda.get_device_name(tokens.device) if tokens.device.type == "cuda" else (
+        platform.processor() or platform.machine())
+    header = (f"tokens: {tuple(tokens.shape)} {args.dtype}, {'random' if args.random else 'video-like'}, on "
+              f"{device_name}; torch threads: {args.threads}; torch {torch.__version__}; "
+              f"{datetime.date.today().isoformat()}")
+    setup = {"num_tokens": tokens.shape[0], "dim": tokens.shape[1], "dtype": args.dtype, "device": device_name,
+             "random": args.random}
     rows = []
-    for method in ("fixed", "elbow", "elbow_corrected", "silhouette"):
-        times = []
-        for _ in range(args.repeats):
-            seconds, result = time_call(quantize_video_tokens, tokens[None], selection_method=method, backend="torch")
-            times.append(seconds)
-        rows.append({"path": f"ours, {method}", "seconds": min(times), "k": int(result.num_clusters[0])})
-    if not args.skip_released:
-        seconds, (chosen, _) = time_call(released_adaptive, tokens)
-        rows.append({"path": "released procedure, elbow (21 fits + refit)", "seconds": seconds, "k": chosen})
 
-    print(f"tokens: {tuple(tokens.shape)} fp32, {'random' if args.random else 'video-like'}; torch threads: "
-          f"{args.threads}; torch {torch.__version__}; {platform.processor() or platform.machine()}")
-    print("| path | seconds | K |\n| --- | ---: | ---: |")
-    for row in rows:
-        print(f"| {row['path']} | {row['seconds']:.3f} | {row['k']} |")
+    def record(row):
+        rows.append(row)
+        if args.out_json:
+            data = json.dumps({"header": header, "setup": setup, "rows": rows}, indent=1).encode()
+            write_atomically(args.out_json, lambda stream: stream.write(data))
+
+    for backend in args.backends:
+        for method in args.methods:
+            record(time_selection(tokens, method, backend, args.repeats))
+    if not args.skip_released:
+        seconds, (chosen, _) = time_call(released_adaptive, tokens.float())
+        record({"path": "released procedure, elbow (21 fits + refit)", "backend": "torch", "seconds": seconds,
+                "median_seconds": seconds, "k": chosen})
+
+    table = to_markdown(header, rows)
+    print(table)
     print(json.dumps(rows))
+    if args.out_md:
+        args.out_md.write_text(table)
 
 
 if __name__ == "__main__":

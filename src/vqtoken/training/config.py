@@ -24,6 +24,10 @@ import yaml
 PARTS = ("vq_attention", "projector", "vision_tower", "language_model")
 
 
+class TrainingConfigError(ValueError):
+    """A training configuration (YAML file or override) that cannot be used; the message names the key."""
+
+
 @dataclass
 class ModelArgs:
     """
@@ -132,19 +136,19 @@ class TrainingConfig:
     def validate(self) -> "TrainingConfig":
         unknown = set(self.train.parts) - set(PARTS)
         if unknown:
-            raise ValueError(f"Unknown parts {sorted(unknown)} in train.parts; choose among {PARTS}.")
+            raise TrainingConfigError(f"Unknown parts {sorted(unknown)} in train.parts; choose among {PARTS}.")
         if not self.train.parts:
-            raise ValueError("train.parts is empty: name at least one part to train.")
+            raise TrainingConfigError("train.parts is empty: name at least one part to train.")
         if self.train.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.train.mixed_precision!r}.")
+            raise TrainingConfigError(f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.train.mixed_precision!r}.")
         if self.model.video_tokens not in ("model", "full"):
-            raise ValueError(f"model.video_tokens must be 'model' or 'full', got {self.model.video_tokens!r}.")
+            raise TrainingConfigError(f"model.video_tokens must be 'model' or 'full', got {self.model.video_tokens!r}.")
         if self.lora.enabled and "language_model" not in self.train.parts:
-            raise ValueError("lora.enabled needs a learning rate for `language_model` in train.parts.")
+            raise TrainingConfigError("lora.enabled needs a learning rate for `language_model` in train.parts.")
         if self.train.per_device_batch_size < 1 or self.train.gradient_accumulation_steps < 1:
-            raise ValueError("per_device_batch_size and gradient_accumulation_steps must be >= 1.")
+            raise TrainingConfigError("per_device_batch_size and gradient_accumulation_steps must be >= 1.")
         if not self.data.train_files and not self.data.hub_dataset:
-            raise ValueError("Give data.train_files or data.hub_dataset.")
+            raise TrainingConfigError("Give data.train_files or data.hub_dataset.")
         return self
 
     def to_dict(self) -> dict:
@@ -159,11 +163,11 @@ class TrainingConfig:
             names = {f.name for f in dataclasses.fields(section_class)}
             unknown = set(given) - names
             if unknown:
-                raise ValueError(f"Unknown keys {sorted(unknown)} in section {section.name!r}; known: {sorted(names)}.")
+                raise TrainingConfigError(f"Unknown keys {sorted(unknown)} in section {section.name!r}; known: {sorted(names)}.")
             sections[section.name] = section_class(**given)
         unknown_sections = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown_sections:
-            raise ValueError(f"Unknown sections {sorted(unknown_sections)}; known: model, data, train, lora, logging.")
+            raise TrainingConfigError(f"Unknown sections {sorted(unknown_sections)}; known: model, data, train, lora, logging.")
         return cls(**sections)
 
 
@@ -175,11 +179,11 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
     for override in overrides:
         if "=" not in override:
-            raise ValueError(f"Override {override!r} is not of the form section.key=value.")
+            raise TrainingConfigError(f"Override {override!r} is not of the form section.key=value.")
         dotted, raw = override.split("=", 1)
         keys = dotted.strip().split(".")
         if len(keys) < 2:
-            raise ValueError(f"Override {override!r} must name a section and a key, e.g. train.max_steps=10.")
+            raise TrainingConfigError(f"Override {override!r} must name a section and a key, e.g. train.max_steps=10.")
         value = yaml.safe_load(raw) if raw.strip() else None
         node = values
         for key in keys[:-1]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..video_io import load_video
+from ..modeling.video_io import FRAME_LAYOUT, load_video
 
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ class VideoConversationCollator:
         batch = self.processor(
             text=texts,
             videos=[sample["frames"] for sample in kept],
+            input_data_format=FRAME_LAYOUT,
             padding=True,
             padding_side="right",
             return_tensors="pt",

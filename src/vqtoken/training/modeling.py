@@ -12,10 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
-from ..modeling.modeling_vqtoken_llava_onevision import (
-    VQTokenLlavaOnevisionForConditionalGeneration,
-    VQTokenVideoOutput,
-)
+from ..modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionForConditionalGeneration
+from ..modeling.vqtoken_inference import encode_for_generation
 from .config import PARTS, ModelArgs
 from .data import IGNORE_INDEX
 
@@ -155,35 +153,18 @@ class VQTokenTrainingModule(nn.Module):
         self.pad_token_id = int(pad_token_id)
         self.video_tokens = video_tokens
 
-    def encode_videos(self, pixel_values_videos: torch.Tensor) -> VQTokenVideoOutput:
-        inner = self.model.model
-        frame_features = inner.get_frame_features(pixel_values_videos)
-        if self.video_tokens == "full":
-            newline = inner.image_newline[None, :]
-            tokens = [torch.cat([video.flatten(0, 1), newline.to(video.dtype)], dim=0) for video in frame_features]
-            return VQTokenVideoOutput(pooler_output=tokens)
-        return inner.quantize_frame_features(frame_features)
-
     def forward(self, input_ids, attention_mask, labels, pixel_values_videos, **_):
-        config = self.model.config
-        pixel_values_videos = pixel_values_videos.to(self.model.dtype)
-        if self.video_tokens == "model" and config.vqtoken_mode == "off":
-            visual = (input_ids == config.video_token_id).sum(dim=1)
-            outputs = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=pixel_values_videos,
-                use_cache=False,
-            )
-        else:
-            video_outputs = self.encode_videos(pixel_values_videos)
-            counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
-            input_ids, attention_mask, labels = self.model.align_video_placeholders(
-                input_ids, attention_mask, counts, labels=labels, pad_token_id=self.pad_token_id, padding_side="right"
-            )
-            visual = torch.tensor(counts, device=input_ids.device)
-            outputs = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"video": video_outputs},
-                use_cache=False,
-            )
+        encoded = encode_for_generation(self.model, pixel_values_videos.to(self.model.dtype),
+                                        video_tokens=self.video_tokens)
+        input_ids, attention_mask, labels = self.model.align_video_placeholders(
+            input_ids, attention_mask, encoded.visual_tokens, labels=labels, pad_token_id=self.pad_token_id,
+            padding_side="right",
+        )
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"video": encoded.video_outputs},
+            use_cache=False,
+        )
+        visual = torch.tensor(encoded.visual_tokens, device=input_ids.device)
         logits = outputs.logits[:, :-1].float()
         targets = labels[:, 1:]
         loss_sum = F.cross_entropy(

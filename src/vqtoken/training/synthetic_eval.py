@@ -9,9 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..modeling.vqtoken_inference import timed_generate, video_prompt
-from ..video_io import load_video
-from .modeling import VQTokenTrainingModule
+from ..modeling.video_io import load_video
+from ..modeling.vqtoken_inference import answer_prompts, video_prompt
 
 
 logger = logging.getLogger(__name__)
@@ -35,28 +34,19 @@ def evaluate_synthetic(
     records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     if max_records is not None:
         records = records[:max_records]
-    encoder = VQTokenTrainingModule(model, processor.tokenizer.pad_token_id or 0, video_tokens=video_tokens)
     correct, total = defaultdict(int), defaultdict(int)
     visual = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        frames = [load_video(jsonl.parent / record["video"], num_frames=num_frames).frames for record in chunk]
+        videos = [load_video(jsonl.parent / record["video"], num_frames=num_frames) for record in chunk]
         questions = [record["conversations"][0]["value"].replace("<image>\n", "") for record in chunk]
-        inputs = processor(text=[video_prompt(processor, q) for q in questions], videos=frames, return_tensors="pt",
-                           padding=True, padding_side="left")
-        pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
-        if video_tokens == "model" and model.config.vqtoken_mode == "off":
-            visual += [int(row.sum()) for row in inputs["input_ids"] == model.config.video_token_id]
-            generate_inputs = {"pixel_values_videos": pixel_values_videos}
-        else:
-            video_outputs = encoder.encode_videos(pixel_values_videos)
-            visual += [tokens.shape[0] for tokens in video_outputs.pooler_output]
-            generate_inputs = {"video_outputs": video_outputs}
-        answers = timed_generate(model, processor, {**inputs, **generate_inputs}, {}, max_new_tokens)
+        prompts = [video_prompt(processor, question) for question in questions]
+        answers = answer_prompts(model, processor, prompts, videos, max_new_tokens, video_tokens=video_tokens)
+        visual += [answer.visual_tokens for answer in answers]
         for record, answer in zip(chunk, answers):
             kind = record.get("question_types", ["all"])[0]
             expected = record["conversations"][1]["value"].strip().lower()
-            words = answer.strip().lower().split()
+            words = answer.answer.strip().lower().split()
             correct[kind] += int(bool(words) and words[0] == expected)
             total[kind] += 1
     per_type = {kind: correct[kind] / total[kind] for kind in sorted(total)}

@@ -104,8 +104,9 @@ def docs(material, task: str) -> list[dict]:
 
 def test_entry_point_registers_vqtoken_hf_without_importing_torch():
     script = (
-        "import sys, vqtoken_lmms_eval\n"
-        "manifest = vqtoken_lmms_eval.manifest()\n"
+        "import sys\n"
+        "from vqtoken.evaluation import lmms_eval_plugin\n"
+        "manifest = lmms_eval_plugin.manifest()\n"
         "assert 'torch' not in sys.modules, 'the entry-point module imported torch'\n"
         "from lmms_eval.models import get_model_manifest\n"
         "registered = get_model_manifest('vqtoken_hf')\n"
@@ -114,8 +115,8 @@ def test_entry_point_registers_vqtoken_hf_without_importing_torch():
     )
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert output.split() == [
-        "vqtoken_lmms_eval.models.VQTokenChat",
-        "vqtoken_lmms_eval.models.VQTokenSimple",
+        "vqtoken.evaluation.lmms_eval_model.VQTokenChat",
+        "vqtoken.evaluation.lmms_eval_model.VQTokenSimple",
         "lmms_eval.models.simple.vqtoken.VQToken",  # lmms-eval's own model keeps its id
     ]
 
@@ -265,7 +266,7 @@ def test_generation_settings_until_and_max_new_tokens(material):
 
 
 def test_generation_settings_follow_lmms_eval_conventions():
-    from vqtoken_lmms_eval.models import generation_settings
+    from vqtoken.evaluation.lmms_eval_model import generation_settings
 
     assert generation_settings({"temperature": 0, "do_sample": True, "top_p": 0.9}) == (1024, [], {"do_sample": False})
     assert generation_settings({"temperature": 0.7, "top_p": None, "until": "\n\n", "max_new_tokens": "16"}) == (
@@ -324,7 +325,8 @@ def run_cli(material, module: str, model_args: str, output: str, *extra: str) ->
 
 
 def test_cli_run_writes_results_samples_and_tokdense(material):
-    run = run_cli(material, "vqtoken_lmms_eval", vqtoken_args(material), "cli", "--log_samples", "--batch_size", "4")
+    module = "vqtoken.evaluation.lmms_eval_run"
+    run = run_cli(material, module, vqtoken_args(material), "cli", "--log_samples", "--batch_size", "4")
     [results_file] = (material["root"] / "cli").rglob("*_results.json")
     accuracy = json.loads(results_file.read_text())["results"]["tiny_video"]["accuracy,none"]
     [samples_file] = results_file.parent.glob("*_samples_tiny_video.jsonl")

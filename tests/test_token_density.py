@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vqtoken_lmms_eval.token_density import format_table, main, summarize
+from vqtoken.evaluation.token_density import format_table, main, summarize
 
 
 def sample(modality="video", tokens=16, stock=129, clusters=15, error=None):

@@ -2,7 +2,7 @@
 """
 Throughput of the lmms-eval model `vqtoken_hf` at several batch sizes (default 1 and 8), side by side in one process.
 
-A model answers the questions of a synthetic-clip task (`vqtoken_lmms_eval.synthetic_task`) through lmms-eval's
+A model answers the questions of a synthetic-clip task (`vqtoken.evaluation.synthetic_task`) through lmms-eval's
 `simple_evaluate`, once per batch size in turn, for each repetition. `--model tiny` (default): the tiny test
 configuration of `vqtoken.tiny` with random weights (32 px frames in 8 px patches, a 2-layer SigLIP of width 24 and a
 2-layer Qwen2 of width 32, K = 32), 8 frames per video; `--model default`: the built-in default model (64 px frames,
@@ -53,7 +53,7 @@ def timed_run(pretrained: Path | None, batch_size: int, task_manager) -> dict:
     """One lmms-eval run at `batch_size`: model seconds, run seconds, answers by doc id, accuracy."""
     from lmms_eval.evaluator import simple_evaluate
 
-    from vqtoken_lmms_eval.models import VQTokenChat
+    from vqtoken.evaluation.lmms_eval_model import VQTokenChat
 
     model = VQTokenChat(pretrained=pretrained, batch_size=batch_size)
     generate_until, model_seconds = model.generate_until, []
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, "1")
     from lmms_eval.tasks import TaskManager
 
-    from vqtoken_lmms_eval.synthetic_task import write_task
+    from vqtoken.evaluation.synthetic_task import write_task
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["LMMS_EVAL_DATASETS_CACHE"] = str(Path(folder) / "datasets")

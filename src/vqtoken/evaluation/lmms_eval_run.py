@@ -1,6 +1,6 @@
 """
-`python -m vqtoken_lmms_eval ARGS` (or `vqtoken-lmms-eval ARGS`): an lmms-eval run (`python -m lmms_eval ARGS`), then
-the visual tokens per video and TokDense of each task, next to lmms-eval's own table.
+`vqtoken-lmms-eval ARGS` (or `python -m vqtoken.evaluation.lmms_eval_run ARGS`): an lmms-eval run (`python -m
+lmms_eval ARGS`), then the visual tokens per video and TokDense of each task, next to lmms-eval's own table.
 
 lmms-eval computes its scores after the model has answered, and gives a model no way to add a column to them; so the
 TokDense table is made from the run's results and logged samples once lmms-eval has written them. It needs

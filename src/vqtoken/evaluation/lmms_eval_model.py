@@ -15,7 +15,7 @@ and answer batches of prompts the same way:
 Requests are sorted by prompt length and grouped by generation settings with lmms-eval's own `Collator`, as its
 models do, so a batch holds requests with the same settings. Every result is a `GenerationResult` whose `token_counts`
 ([`VisualTokenCounts`]) carry the visual tokens the language model read, K and the stock count: lmms-eval writes them
-into each logged sample, where `vqtoken_lmms_eval.token_density` reads them.
+into each logged sample, where `vqtoken.evaluation.token_density` reads them.
 
 Logging goes through lmms-eval's logger (loguru), so that `--verbosity` applies to it as to the rest of the run.
 """
@@ -48,7 +48,7 @@ from vqtoken.modeling.vqtoken_inference import (
     timed_generate,
 )
 
-from . import MODEL_ID
+from .lmms_eval_plugin import MODEL_ID
 
 
 MODEL_ARGS = ("pretrained", "device", "dtype", "batch_size", "max_frames_num", "attn_implementation")

@@ -2,18 +2,17 @@
 The lmms-eval plugin of VQToken: model `vqtoken_hf`, registered through the entry-point group `lmms_eval.models`.
 
 lmms-eval imports this module while it builds its model registry, for every run, whatever model is asked for; so it
-imports nothing (no torch, no transformers, not even lmms-eval until lmms-eval calls [`manifest`]). The model classes
-(`vqtoken_lmms_eval.models`) are imported by lmms-eval from their class paths only when `vqtoken_hf` is asked for. This
-is a top-level package of its own because anything under `vqtoken` imports torch and transformers on the way (the
-`vqtoken` package registers its Auto classes when imported).
+imports nothing heavy (the `vqtoken` package is light to import; no torch, no transformers, and lmms-eval's own
+`ModelManifest` only when lmms-eval calls [`manifest`]). The model classes (`vqtoken.evaluation.lmms_eval_model`) are
+imported by lmms-eval from their class paths only when `vqtoken_hf` is asked for.
 
 `vqtoken` is taken: lmms-eval ships a `vqtoken` model of its own (the authors' LLaVA-NeXT runtime, batch size 1), and
 entry points are registered over built-in models.
 """
 
 MODEL_ID = "vqtoken_hf"
-CHAT_CLASS_PATH = "vqtoken_lmms_eval.models.VQTokenChat"
-SIMPLE_CLASS_PATH = "vqtoken_lmms_eval.models.VQTokenSimple"
+CHAT_CLASS_PATH = "vqtoken.evaluation.lmms_eval_model.VQTokenChat"
+SIMPLE_CLASS_PATH = "vqtoken.evaluation.lmms_eval_model.VQTokenSimple"
 
 
 def manifest():

@@ -3,13 +3,13 @@ Visual tokens per video and TokDense of an lmms-eval run of `vqtoken_hf`, from i
 
 TokDense (the VQToken paper's token information density) is a score divided by the mean number of visual tokens the
 language model read per video. Each logged sample of `vqtoken_hf` carries its visual tokens in `token_counts`
-(`vqtoken_lmms_eval.models.VisualTokenCounts`); lmms-eval's results give the scores. TokDense is computed for every
-numeric metric of a task (or group of tasks), in that metric's own units: a fraction for `exact_match` or `acc`, a
-percentage for scores lmms-eval reports in percent; the paper divides percentages.
+(`vqtoken.evaluation.lmms_eval_model.VisualTokenCounts`); lmms-eval's results give the scores. TokDense is computed for
+every numeric metric of a task (or group of tasks), in that metric's own units: a fraction for `exact_match` or
+`acc`, a percentage for scores lmms-eval reports in percent; the paper divides percentages.
 
-`python -m vqtoken_lmms_eval.token_density OUTPUT_PATH [RESULTS.json ...]` prints the table of runs already made with
-`--log_samples` and writes `<run>_tokdense.json` beside each results file; `python -m vqtoken_lmms_eval` runs lmms-eval
-and does the same at the end of the run.
+`python -m vqtoken.evaluation.token_density OUTPUT_PATH [RESULTS.json ...]` prints the table of runs already made
+with `--log_samples` and writes `<run>_tokdense.json` beside each results file; `vqtoken-lmms-eval`
+(`vqtoken.evaluation.lmms_eval_run`) runs lmms-eval and does the same at the end of the run.
 """
 
 import argparse
@@ -158,7 +158,7 @@ def report(files: list[Path]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vqtoken_lmms_eval.token_density",
+        prog="python -m vqtoken.evaluation.token_density",
         description="Visual tokens per video and TokDense of lmms-eval runs of vqtoken_hf made with --log_samples.",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="lmms-eval output folders or *_results.json files")

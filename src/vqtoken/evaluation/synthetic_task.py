@@ -8,7 +8,7 @@ above chance on them. Each clip has `CLIP_FRAMES` frames: with the default model
 whole, so lmms-eval's decord loader (`linspace(...).astype(int)`) and VQToken's PyAV loader (`rint(linspace(...))`)
 pick the same frames and a comparison with lmms-eval's `llava_hf` compares models, not samplers.
 
-`python -m vqtoken_lmms_eval.synthetic_task FOLDER [--docs N]` writes the task `vqtoken_synthetic` into `FOLDER`;
+`python -m vqtoken.evaluation.synthetic_task FOLDER [--docs N]` writes the task `vqtoken_synthetic` into `FOLDER`;
 run it with `lmms-eval --include_path FOLDER --tasks vqtoken_synthetic ...`.
 """
 
@@ -27,7 +27,7 @@ CLIP_SIZE = 64
 DEFAULT_TASK = "vqtoken_synthetic"
 
 TASK_UTILS = '''
-"""Functions of a synthetic-clip task (written by vqtoken_lmms_eval.synthetic_task)."""
+"""Functions of a synthetic-clip task (written by vqtoken.evaluation.synthetic_task)."""
 
 
 def doc_to_visual(doc):
@@ -185,7 +185,7 @@ def write_task(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vqtoken_lmms_eval.synthetic_task",
+        prog="python -m vqtoken.evaluation.synthetic_task",
         description="Writes a small lmms-eval task over synthetic clips (offline), for smoke runs of vqtoken_hf.",
     )
     parser.add_argument("folder", type=Path, help="folder to write the task into (pass it as --include_path)")

@@ -6,9 +6,8 @@ context string and visuals) turn each request into one [`Prompt`] (the chat prom
 and answer batches of prompts the same way:
 
 - videos are decoded with PyAV (`vqtoken.video_io`: `max_frames_num` frames sampled uniformly over the whole clip; a
-  folder of frame images, as some MVBench tasks give, is sampled the same way), the next batch's while the model
-  answers the current one, and answered by `vqtoken.inference.answer_prompts`, one `generate` call per batch in which
-  every video has its own K;
+  folder of frame images, as some MVBench tasks give, is sampled the same way) and answered by
+  `vqtoken.inference.answer_prompts`, one `generate` call per batch in which every video has its own K;
 - images and text-only prompts take the stock LLaVA-OneVision path of the model (images are never compressed);
 - `loglikelihood` scores one continuation at a time, as lmms-eval's stock models do, and encodes a video once for
   the consecutive requests that share it (the choices of a multiple-choice question).
@@ -22,7 +21,6 @@ Logging goes through lmms-eval's logger (loguru), so that `--verbosity` applies 
 """
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -104,8 +102,6 @@ class Prompt:
         label: names the request in messages, e.g. `"mvbench_action_sequence doc 12"`.
         images: PIL images, in prompt order.
         video: the video (a path), or `None`.
-        frames: the video's sampled frames, once decoded.
-        error: why the video could not be decoded, if it could not.
     """
 
     conversation: list
@@ -113,8 +109,6 @@ class Prompt:
     label: str
     images: list = field(default_factory=list)
     video: str | None = None
-    frames: DecodedVideo | None = None
-    error: str | None = None
 
     @property
     def modality(self) -> str:
@@ -360,22 +354,15 @@ class VQTokenSimple(lmms):
                 results[index] = (cut_at_stop_strings(answer, until), counts)
         return results
 
-    def read_videos(self, prompts: list[Prompt]):
-        """Decodes the video of each prompt not decoded yet; a video that cannot be decoded keeps its error."""
-        for prompt in prompts:
-            if prompt.video is None or prompt.frames is not None or prompt.error is not None:
-                continue
-            try:
-                prompt.frames = read_video(prompt.video, self.max_frames_num)
-            except (VideoDecodeError, OSError) as error:
-                prompt.error = f"{type(error).__name__}: {error}"
-                self._failed.append((prompt.label, prompt.video, prompt.error))
-                eval_logger.error(f"vqtoken_hf: {prompt.label}: cannot decode {prompt.video}: {prompt.error}")
-
     def _answer_videos(self, prompts: list[Prompt], max_new_tokens: int, generate_kwargs: dict):
-        self.read_videos(prompts)
-        decoded = {index: prompt.frames for index, prompt in enumerate(prompts) if prompt.frames is not None}
-        failures = {index: prompt.error for index, prompt in enumerate(prompts) if prompt.error is not None}
+        decoded, failures = {}, {}
+        for index, prompt in enumerate(prompts):
+            try:
+                decoded[index] = read_video(prompt.video, self.max_frames_num)
+            except (VideoDecodeError, OSError) as error:
+                failures[index] = f"{type(error).__name__}: {error}"
+                self._failed.append((prompt.label, prompt.video, failures[index]))
+                eval_logger.error(f"vqtoken_hf: {prompt.label}: cannot decode {prompt.video}: {failures[index]}")
         answers = {}
         if decoded:
             order = sorted(decoded)
@@ -471,31 +458,11 @@ class VQTokenSimple(lmms):
     def _progress(self, total: int, description: str):
         return tqdm(total=total, disable=self.rank != 0, desc=f"{MODEL_ID} {description}")
 
-    def _prepared_batches(self, requests: list[Instance]):
-        """
-        `(indices, batch, prompts)` of each batch of [`_batches`], the videos decoded: while the caller answers one
-        batch, a thread builds the prompts of the next and decodes its videos (PyAV leaves Python's lock meanwhile).
-        """
-
-        def prepare(batch):
-            prompts = [self._first_prompt(args) for args in batch]
-            self.read_videos(prompts)
-            return prompts
-
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            previous = None
-            for indices, batch in self._batches(requests):
-                current = (indices, batch, reader.submit(prepare, batch))
-                if previous is not None:
-                    yield previous[0], previous[1], previous[2].result()
-                previous = current
-            if previous is not None:
-                yield previous[0], previous[1], previous[2].result()
-
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
         results = [None] * len(requests)
         with self._progress(len(requests), "responding") as progress:
-            for indices, batch, prompts in self._prepared_batches(requests):
+            for indices, batch in self._batches(requests):
+                prompts = [self._first_prompt(args) for args in batch]
                 answers = self.answer(prompts, batch[0][self.GEN_KWARGS_POSITION])
                 for index, args, (answer, counts) in zip(indices, batch, answers):
                     self._record(args[-2], counts)

@@ -309,11 +309,36 @@ def test_a_folder_of_frames_is_a_video_and_a_broken_video_gets_an_empty_answer(m
         ("frames=8", "frames"),
         ("max_frames_num=-1", "max_frames_num"),
         ("dtype=float8", "float8"),
+        ("attn_implementation=nope", "nope"),
     ],
 )
 def test_a_bad_model_argument_is_an_error_naming_it(material, model_args, named):
     with pytest.raises(ValueError, match=named):
         evaluate(material, "vqtoken_hf", vqtoken_args(material, model_args), "tiny_video")
+
+
+def test_model_arguments_reach_the_model(material):
+    from vqtoken.evaluation.lmms_eval_model import VQTokenSimple
+
+    model = VQTokenSimple(
+        pretrained=str(material["vqtoken"]),
+        device="cpu",
+        dtype="bfloat16",
+        batch_size="4",
+        max_frames_num=6,
+        attn_implementation="eager",
+        vqtoken_mode="centroids",
+        vqtoken_selection_method="elbow",
+        vqtoken_min_clusters=4,
+        vqtoken_max_clusters=9,
+        vqtoken_seed=3,
+    )
+    config = model.model.config
+    assert (model.batch_size, model.max_frames_num, model.model.dtype) == (4, 6, torch.bfloat16)
+    assert config._attn_implementation == config.text_config._attn_implementation == "eager"
+    assert (config.vqtoken_mode, config.vqtoken_selection_method) == ("centroids", "elbow")
+    assert (config.vqtoken_min_clusters, config.vqtoken_max_clusters, config.vqtoken_seed) == (4, 9, 3)
+    assert model.processor.vqtoken_mode == "centroids"  # the placeholder count follows the mode
 
 
 def run_cli(material, module: str, model_args: str, output: str, *extra: str) -> subprocess.CompletedProcess:

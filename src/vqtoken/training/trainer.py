@@ -172,22 +172,40 @@ def _shard_on_cpu(accelerator):
 
 
 def check_sharding(accelerator, config: TrainingConfig) -> None:
-    """Refuses the sharded setups that this trainer cannot run correctly, before anything is loaded."""
+    """
+    Refuses the FSDP and DeepSpeed setups that this trainer cannot run as configured, before anything is loaded, and
+    fills the DeepSpeed settings left at "auto" that the training configuration also sets.
+    """
     from accelerate.utils import DistributedType
 
-    if accelerator.distributed_type != DistributedType.FSDP:
-        return
-    plugin = accelerator.state.fsdp_plugin
-    if config.lora.enabled:
-        raise ValueError(
-            "lora.enabled is not supported with FSDP (the adapter and the merged model would have to be gathered from "
-            "shards): use DDP or DeepSpeed ZeRO-2 (examples/accelerate/ddp.yaml, deepspeed_zero2.yaml)."
-        )
-    if plugin.fsdp_version == 1 and not plugin.use_orig_params:
-        raise ValueError(
-            "FSDP 1 needs fsdp_use_orig_params: true in the accelerate config: train.parts freezes some parameters "
-            "and gives each part its own learning rate."
-        )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        plugin = accelerator.state.fsdp_plugin
+        if config.lora.enabled:
+            raise ValueError(
+                "lora.enabled is not supported with FSDP (the adapter and the merged model would have to be gathered "
+                "from shards): use DDP or DeepSpeed ZeRO-2 (examples/accelerate/ddp.yaml, deepspeed_zero2.yaml)."
+            )
+        if plugin.fsdp_version == 1 and not plugin.use_orig_params:
+            raise ValueError(
+                "FSDP 1 needs fsdp_use_orig_params: true in the accelerate config: train.parts freezes some "
+                "parameters and gives each part its own learning rate."
+            )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed accumulates and clips by its own config; the loop and the loss scale follow the training config
+        deepspeed_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        settings = config.train
+        for key, name, ours in (
+            ("gradient_accumulation_steps", "train.gradient_accumulation_steps", settings.gradient_accumulation_steps),
+            ("gradient_clipping", "train.max_grad_norm", settings.max_grad_norm or 0.0),
+        ):
+            theirs = deepspeed_config.get(key, "auto")
+            if theirs == "auto":
+                deepspeed_config[key] = ours
+            elif float(theirs) != float(ours):
+                raise ValueError(
+                    f"The DeepSpeed config has {key}: {theirs} but the training config has {name}={ours}: make them "
+                    "equal (or set the DeepSpeed one to auto)."
+                )
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:

@@ -1,8 +1,8 @@
 """
-Sharded training on 2 CPU processes over gloo, launched with the repository's own accelerate configs
-(`examples/accelerate/fsdp.yaml`, `deepspeed_zero2.yaml`; only the process count and the precision are overridden):
-the run equals one process with the same global batch (losses, evaluation, final weights), a sharded checkpoint
-resumes exactly, and the final folder loads with `from_pretrained` without missing or unexpected keys.
+Multi-process training on 2 CPU processes over gloo, launched with the repository's own accelerate configs
+(`examples/accelerate/ddp.yaml`, `fsdp.yaml`, `deepspeed_zero2.yaml`; only the process count and the precision are
+overridden): each run equals one process with the same global batch (losses, evaluation, final weights), its
+checkpoint resumes exactly, and its final folder loads with `from_pretrained` without missing or unexpected keys.
 
 DeepSpeed runs only where it is installed (`bash scripts/test_deepspeed.sh`).
 """
@@ -42,7 +42,9 @@ RUN = [
 ]
 RESUME_STEP = 6
 BACKENDS = {
-    # distributed type logged by the run, and files that a checkpoint holds only when the run was really sharded
+    # the distributed type the run logs, and files of its checkpoint that show how the state was split: whole (DDP),
+    # one model and optimizer shard per process (FSDP), one optimizer partition per process (ZeRO-2)
+    "ddp": ("MULTI_CPU", ["model.safetensors", "optimizer.bin"]),
     "fsdp": ("FSDP", ["pytorch_model_fsdp_0/__0_0.distcp", "pytorch_model_fsdp_0/__1_0.distcp"]),
     "deepspeed_zero2": ("DEEPSPEED", ["pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",
                                       "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt"]),
@@ -51,7 +53,7 @@ BACKENDS = {
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sharded-data")
+    folder = tmp_path_factory.mktemp("distributed-data")
     train_file = generate_synthetic_dataset(folder, 24, num_frames=4, size=32, seed=0, split="train")
     eval_file = generate_synthetic_dataset(folder, 8, num_frames=4, size=32, seed=1, split="eval")
     return [f"data.train_files=[{train_file}]", f"data.eval_files=[{eval_file}]"]
@@ -66,7 +68,8 @@ def one_process(data, tmp_path_factory):
 
 
 def launch(backend: str, output_dir: Path, data: list[str], *overrides: str) -> dict:
-    """`accelerate launch --config_file examples/accelerate/<backend>.yaml` on 2 CPU processes, 1 sample per step each."""
+    """`accelerate launch --config_file examples/accelerate/<backend>.yaml` on 2 CPU processes, 1 sample per
+    micro-batch each."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(REPO / "examples" / "accelerate" / f"{backend}.yaml"),
@@ -92,7 +95,7 @@ def read_run(output_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
-def sharded(request, data, tmp_path_factory):
+def launched(request, data, tmp_path_factory):
     backend = request.param
     if backend.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         pytest.skip("deepspeed is not installed (bash scripts/test_deepspeed.sh runs these tests)")
@@ -100,8 +103,8 @@ def sharded(request, data, tmp_path_factory):
     return backend, run
 
 
-def test_two_sharded_processes_match_one(sharded, one_process):
-    backend, run = sharded
+def test_two_processes_match_one(launched, one_process):
+    backend, run = launched
     distributed, shard_files = BACKENDS[backend]
     assert run["data"]["distributed"] == distributed and run["data"]["processes"] == 2
     for name in shard_files:
@@ -119,8 +122,8 @@ def test_two_sharded_processes_match_one(sharded, one_process):
         assert torch.allclose(tensor, run["weights"][name], atol=1e-5, rtol=1e-4), name
 
 
-def test_sharded_final_model_loads_with_from_pretrained(sharded):
-    _, run = sharded
+def test_final_model_loads_with_from_pretrained(launched):
+    _, run = launched
     model, info = vqtoken.VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(
         run["dir"] / "final", output_loading_info=True)
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set(), info
@@ -131,8 +134,8 @@ def test_sharded_final_model_loads_with_from_pretrained(sharded):
     assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
 
 
-def test_sharded_checkpoint_resumes_exactly(sharded, data):
-    backend, full = sharded
+def test_checkpoint_resumes_exactly(launched, data):
+    backend, full = launched
     checkpoint = full["dir"] / f"checkpoint-{RESUME_STEP}"
     resumed = launch(backend, full["dir"].parent / "resumed", data, f"train.resume_from={checkpoint}")
     assert resumed["train"] == full["train"][RESUME_STEP:]
@@ -155,18 +158,34 @@ def test_parts_that_do_not_run_stay_frozen():
         select_trainable_parameters(model, {"vq_attention": 1e-3})
 
 
-def test_unsupported_fsdp_setups_are_refused_by_name():
+def test_sharded_setups_the_trainer_cannot_follow_are_refused_by_name():
     from accelerate.utils import DistributedType
 
-    def accelerator(fsdp_version, use_orig_params):
+    def fsdp(fsdp_version, use_orig_params):
         plugin = SimpleNamespace(fsdp_version=fsdp_version, use_orig_params=use_orig_params)
         return SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(fsdp_plugin=plugin))
 
-    config = load_config(None, ["lora.enabled=true", "train.parts={language_model: 1.0e-4}", "data.train_files=[x.jsonl]"])
+    def deepspeed(**deepspeed_config):
+        plugin = SimpleNamespace(deepspeed_config=deepspeed_config)
+        state = SimpleNamespace(deepspeed_plugin=plugin)
+        return SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, state=state)
+
+    config = load_config(None, ["data.train_files=[x.jsonl]", "lora.enabled=true",
+                                "train.parts={language_model: 1e-4}"])
     with pytest.raises(ValueError, match="lora.enabled is not supported with FSDP"):
-        check_sharding(accelerator(2, None), config)
+        check_sharding(fsdp(2, None), config)
     config.lora.enabled = False
     with pytest.raises(ValueError, match="fsdp_use_orig_params: true"):
-        check_sharding(accelerator(1, False), config)
-    check_sharding(accelerator(1, True), config)
-    check_sharding(accelerator(2, None), config)
+        check_sharding(fsdp(1, False), config)
+    check_sharding(fsdp(1, True), config)
+    check_sharding(fsdp(2, None), config)
+
+    config.train.gradient_accumulation_steps, config.train.max_grad_norm = 2, 0.5
+    with pytest.raises(ValueError, match="gradient_accumulation_steps: 4 but .* train.gradient_accumulation_steps=2"):
+        check_sharding(deepspeed(gradient_accumulation_steps=4, gradient_clipping=0.5), config)
+    with pytest.raises(ValueError, match="gradient_clipping: 1.0 but .* train.max_grad_norm=0.5"):
+        check_sharding(deepspeed(gradient_accumulation_steps=2, gradient_clipping=1.0), config)
+    accelerator = deepspeed(gradient_accumulation_steps="auto")
+    check_sharding(accelerator, config)
+    assert accelerator.state.deepspeed_plugin.deepspeed_config == {"gradient_accumulation_steps": 2,
+                                                                   "gradient_clipping": 0.5}

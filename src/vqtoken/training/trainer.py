@@ -118,7 +118,7 @@ class _Sinks:
 
 
 def _make_accelerator(config: TrainingConfig):
-    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import GradientAccumulationPlugin
 
@@ -128,16 +128,84 @@ def _make_accelerator(config: TrainingConfig):
 
     # without a GPU, processes started by torchrun / accelerate launch talk over gloo
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    cpu = not torch.cuda.is_available() and world_size > 1
-    return Accelerator(
-        cpu=cpu,
+    on_cpus = not torch.cuda.is_available() and world_size > 1
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if on_cpus and deepspeed:
+        # accelerate turns DeepSpeed off for `cpu=True`; DeepSpeed's own CPU accelerator runs over gloo
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    accelerator = Accelerator(
+        cpu=on_cpus and not deepspeed,
         mixed_precision=config.train.mixed_precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=config.train.gradient_accumulation_steps, sync_with_dataloader=False
         ),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=handlers,
         step_scheduler_with_optimizer=False,
     )
+    if on_cpus and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        _shard_on_cpu(accelerator)
+    return accelerator
+
+
+def _shard_on_cpu(accelerator):
+    """
+    Turns a multi-CPU (gloo) accelerator into an FSDP one, with the plugin `accelerate launch` described in the
+    environment. `accelerate` enables FSDP only on accelerator devices and otherwise silently runs plain data
+    parallelism, while torch's FSDP 2 shards over gloo on CPUs: this runs the same sharded code path as on GPUs (used
+    to test it without one).
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        raise ValueError("Sharded training on CPUs needs FSDP 2 (fsdp_version: 2 in the accelerate config).")
+    if accelerator.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.mixed_precision)
+    accelerator.state.fsdp_plugin = plugin
+    # as `AcceleratorState` does when it enables FSDP itself: both shared states say FSDP
+    accelerator.state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    if accelerator.is_main_process:
+        logger.info("FSDP 2 over gloo on %d CPU processes.", accelerator.num_processes)
+
+
+def check_sharding(accelerator, config: TrainingConfig) -> None:
+    """
+    Refuses the FSDP and DeepSpeed setups that this trainer cannot run as configured, before anything is loaded, and
+    fills the DeepSpeed settings left at "auto" that the training configuration also sets.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        plugin = accelerator.state.fsdp_plugin
+        if config.lora.enabled:
+            raise ValueError(
+                "lora.enabled is not supported with FSDP (the adapter and the merged model would have to be gathered "
+                "from shards): use DDP or DeepSpeed ZeRO-2 (examples/accelerate/ddp.yaml, deepspeed_zero2.yaml)."
+            )
+        if plugin.fsdp_version == 1 and not plugin.use_orig_params:
+            raise ValueError(
+                "FSDP 1 needs fsdp_use_orig_params: true in the accelerate config: train.parts freezes some "
+                "parameters and gives each part its own learning rate."
+            )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed accumulates and clips by its own config; the loop and the loss scale follow the training config
+        deepspeed_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        settings = config.train
+        for key, name, ours in (
+            ("gradient_accumulation_steps", "train.gradient_accumulation_steps", settings.gradient_accumulation_steps),
+            ("gradient_clipping", "train.max_grad_norm", settings.max_grad_norm or 0.0),
+        ):
+            theirs = deepspeed_config.get(key, "auto")
+            if theirs == "auto":
+                deepspeed_config[key] = ours
+            elif float(theirs) != float(ours):
+                raise ValueError(
+                    f"The DeepSpeed config has {key}: {theirs} but the training config has {name}={ours}: make them "
+                    "equal (or set the DeepSpeed one to auto)."
+                )
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
@@ -184,6 +252,7 @@ def train(config: TrainingConfig) -> TrainResult:
     config.validate()
     started = time.perf_counter()
     accelerator = _make_accelerator(config)
+    check_sharding(accelerator, config)
     output_dir = Path(config.logging.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +265,8 @@ def train(config: TrainingConfig) -> TrainResult:
         from .lora import apply_lora
 
         peft_model = apply_lora(model, config.lora)
-    groups = select_trainable_parameters(model, config.train.parts, lora=config.lora.enabled)
+    groups = select_trainable_parameters(model, config.train.parts, lora=config.lora.enabled,
+                                         video_tokens=config.model.video_tokens)
     if config.train.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -271,10 +341,14 @@ def train(config: TrainingConfig) -> TrainResult:
             config.train.per_device_batch_size, accumulation, accelerator.num_processes, len(train_set),
             sum(skipped.values()),
         )
-        sinks.write("data", step, {"train_records": len(train_set), "skipped_records": sum(skipped.values()),
+        sinks.write("data", step, {"distributed": accelerator.distributed_type.value,
+                                   "processes": accelerator.num_processes,
+                                   "train_records": len(train_set), "skipped_records": sum(skipped.values()),
                                    **{f"skipped_{k.replace(' ', '_')}": v for k, v in skipped.items()}})
     result = TrainResult(output_dir=str(output_dir))
-    trainable = [p for group in groups for p in group["params"]]
+    # every parameter of the prepared module (the frozen ones have no gradient): accelerate's FSDP path clips the
+    # sharded gradients only when handed the model's whole parameter list, and FSDP replaces the parameters
+    clipped = list(module.parameters())
     window = {"samples": 0, "start": time.perf_counter(), "visual": 0.0}
 
     while step < max_steps:
@@ -307,7 +381,7 @@ def train(config: TrainingConfig) -> TrainResult:
                         visual_total += visual.sum().float()
                     if accelerator.sync_gradients:
                         if config.train.max_grad_norm:
-                            grad_norm = accelerator.clip_grad_norm_(trainable, config.train.max_grad_norm)
+                            grad_norm = accelerator.clip_grad_norm_(clipped, config.train.max_grad_norm)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
             scheduler.step()
@@ -358,6 +432,7 @@ def train(config: TrainingConfig) -> TrainResult:
             if accelerator.is_main_process:
                 if not config.lora.enabled:
                     state_dict = {key.removeprefix("model."): value for key, value in state_dict.items()}
+                _retie_weights(state_dict, unwrapped)
                 unwrapped.config.use_cache = True
                 unwrapped.save_pretrained(str(final_dir), state_dict=state_dict)
                 processor.save_pretrained(str(final_dir))
@@ -368,6 +443,17 @@ def train(config: TrainingConfig) -> TrainResult:
     sinks.close()
     accelerator.end_training()
     return result
+
+
+def _retie_weights(state_dict: dict, model) -> None:
+    """
+    Points each tied weight of `state_dict` (e.g. `lm_head.weight`) at the tensor of the weight it is tied to. A state
+    dict gathered from shards (FSDP) holds a separate copy of each; aliased, `save_pretrained` stores one of them, as
+    it does for an unsharded model.
+    """
+    for target, source in model.all_tied_weights_keys.items():
+        if target in state_dict and source in state_dict:
+            state_dict[target] = state_dict[source]
 
 
 @torch.no_grad()
@@ -419,6 +505,6 @@ def _yaml(values: dict) -> str:
     return yaml.safe_dump(values, sort_keys=False)
 
 
-__all__ = ["EpochShuffleSampler", "TrainResult", "evaluate", "save_checkpoint", "train"]
+__all__ = ["EpochShuffleSampler", "TrainResult", "check_sharding", "evaluate", "save_checkpoint", "train"]
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -19,7 +19,8 @@ import vqtoken
 from vqtoken.training import load_config, train
 from vqtoken.training.data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
 from vqtoken.training.modeling import load_model_and_processor
-from vqtoken.training.synthetic_data import ANSWERS, generate_synthetic_dataset, render_clip, ClipSpec
+from vqtoken.synthetic import ClipSpec, render_clip
+from vqtoken.training.synthetic_data import ANSWERS, answer, generate_synthetic_dataset
 from helpers import BLOCK_VQTOKEN
 
 
@@ -70,10 +71,10 @@ def test_synthetic_answers_depend_on_the_video():
         ClipSpec("red", "square", "left", 2, 3),
         ClipSpec("red", "square", "right", 3, 3),
     ]
-    frames = render_clip(base, num_frames=4, size=32)
+    frames = render_clip(base, num_frames=4, height=32)
     assert frames.shape == (4, 32, 32, 3) and frames.dtype.name == "uint8"
     for variant in variants:
-        assert not (render_clip(variant, num_frames=4, size=32) == frames).all()
+        assert not (render_clip(variant, num_frames=4, height=32) == frames).all()
     assert all(len(answers) == 4 for answers in ANSWERS.values())  # chance is 25 % for every question type
 
 
@@ -136,7 +137,7 @@ def test_multi_turn_records_ask_every_question_and_label_every_answer(synthetic,
     for row, record in enumerate(records):
         assert sorted(record["question_types"]) == sorted(ANSWERS)
         spec = ClipSpec(**record["clip"])
-        answers = [spec.answer(kind) for kind in record["question_types"]]
+        answers = [answer(spec, kind) for kind in record["question_types"]]
         assert [turn["value"] for turn in record["conversations"][1::2]] == answers
         assert record["conversations"][0]["value"].startswith("<image>\n")
         assert not any("<image>" in turn["value"] for turn in record["conversations"][2::2])

@@ -10,7 +10,7 @@ import tempfile
 
 import vqtoken  # noqa: F401
 from vqtoken.loading import load_model_and_processor
-from vqtoken.training.synthetic_data import ClipSpec, render_clip
+from vqtoken.synthetic import ClipSpec, render_clip
 from vqtoken.inference import ask_videos
 from vqtoken.synthetic import write_clip
 
@@ -25,7 +25,7 @@ model, processor = load_model_and_processor(args.model)  # None: the built-in de
 videos = args.videos
 if not videos:
     folder = tempfile.mkdtemp()
-    clips = [render_clip(ClipSpec(colour, "square", direction, count=1, seed=index), num_frames=16, size=64)
+    clips = [render_clip(ClipSpec(colour, "square", direction, count=1, seed=index), num_frames=16, height=64)
              for index, (colour, direction) in enumerate([("red", "right"), ("green", "down"), ("blue", "left")])]
     videos = [write_clip(f"{folder}/clip{index}.mp4", clip, fps=8) for index, clip in enumerate(clips)]
 questions = ["what colour is the shape ?"] * len(videos)

@@ -265,6 +265,8 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.LongTensor | None = None,
         pixel_values_videos: torch.Tensor | None = None,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
         batch_num_images: torch.LongTensor | None = None,
@@ -274,6 +276,10 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         """
         Stock OneVision forward, except that compressed videos are encoded here and handed over as precomputed
         features (the stock path expects one equal-length tensor for all videos).
+
+        The arguments after `pixel_values_videos` are keyword-only: stock's fifth positional argument differs between
+        transformers versions, and `**kwargs` carries the rest of stock's arguments (`attention_mask`, the cache...).
+        `inputs_embeds` is named so that callers inspecting the signature (transformers' common tests) see it.
         """
         compress = pixel_values_videos is not None and self.config.vqtoken_mode != "off"
         if compress:
@@ -308,6 +314,7 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             pixel_values=pixel_values,
             image_sizes=image_sizes,
             pixel_values_videos=pixel_values_videos,
+            inputs_embeds=inputs_embeds,
             vision_feature_layer=vision_feature_layer,
             vision_feature_select_strategy=vision_feature_select_strategy,
             batch_num_images=batch_num_images,

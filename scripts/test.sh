@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the test suite on the newest supported transformers, then the model, processor and
-# remote-code tests again on the oldest supported one (installed beside the venv, not into it).
+# Runs the test suite on the newest supported transformers, then the model, processor, remote-code
+# and transformers' own common model tests again on the oldest supported one (installed beside the
+# venv, not into it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -11,4 +12,5 @@ if [ ! -d "$OLDEST_DIR/transformers" ]; then
   python -m pip install --quiet --no-deps --target "$OLDEST_DIR" "transformers==$OLDEST_TRANSFORMERS"
 fi
 echo "--- again on transformers $OLDEST_TRANSFORMERS"
-PYTHONPATH="$PWD/$OLDEST_DIR" python -m pytest -q tests/test_configuration.py tests/test_modeling.py tests/test_auto_and_remote_code.py "$@"
+PYTHONPATH="$PWD/$OLDEST_DIR" python -m pytest -q tests/test_configuration.py tests/test_modeling.py \
+  tests/test_auto_and_remote_code.py tests/test_transformers_model_tests.py "$@"

@@ -20,7 +20,7 @@ from vqtoken.cache import (
     read_cached_video,
 )
 from vqtoken.inference import ask_video
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 
 
 QUESTION = "what colour is the square ?"
@@ -184,7 +184,7 @@ def _write_clips(folder, count):
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):
-        frames = make_moving_square_clip(num_frames=6, height=32, width=32, seed=index)
+        frames = render_clip(ClipSpec((255, 0, 0), seed=index), num_frames=6, height=32, width=32)
         paths.append(write_clip(folder / f"clip{index}.mp4", frames, fps=4))
     return paths
 

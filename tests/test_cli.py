@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vqtoken.commands import main as vqtoken_main
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 from vqtoken.visualize import OVERLAY_ALPHA, PANEL, ClusterMap, draw_clusters, layout, palette
 
 
@@ -20,7 +20,7 @@ def vqtoken(*arguments, timeout=300):
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    clip = make_moving_square_clip(num_frames=16, height=112, width=112, color=(255, 0, 0), seed=1)
+    clip = render_clip(ClipSpec((255, 0, 0), seed=1), num_frames=16, height=112, width=112)
     return write_clip(tmp_path_factory.mktemp("clips") / "square.mp4", clip, fps=8)
 
 

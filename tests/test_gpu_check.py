@@ -125,8 +125,8 @@ def test_hidden_packages_fail_to_import(tmp_path):
 
 def test_clips_without_pyav(monkeypatch, tmp_path):
     monkeypatch.setattr(synthetic, "av", None)
-    clip = synthetic.make_moving_square_clip(3, 8, 10, seed=1)
-    assert clip.shape == (3, 8, 10, 3) and clip.dtype == np.uint8
+    clip = synthetic.render_clip(synthetic.ClipSpec((255, 0, 0), seed=1), 3, 16, 20)
+    assert clip.shape == (3, 16, 20, 3) and clip.dtype == np.uint8
     with pytest.raises(RuntimeError, match="needs PyAV"):
         synthetic.write_clip(tmp_path / "clip.mp4", clip)
     assert not (tmp_path / "clip.mp4").exists()

@@ -12,7 +12,7 @@ from transformers import pipeline
 
 import vqtoken
 from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 from vqtoken.video_io import load_video
 
 
@@ -40,7 +40,7 @@ def greedy_answer(model, processor, frames, question=QUESTION, prompt=None):
 
 @pytest.fixture
 def clip_file(tmp_path):
-    clip = make_moving_square_clip(num_frames=8, height=32, width=32, color=(0, 255, 0), seed=3)
+    clip = render_clip(ClipSpec((0, 255, 0), seed=3), num_frames=8, height=32, width=32)
     return write_clip(tmp_path / "clip.mp4", clip, fps=8)
 
 
@@ -200,7 +200,7 @@ def test_pipeline_answers_cached_videos_like_the_videos_themselves(build_model, 
 
     model, processor = build_model(**SETTINGS)
     pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
-    other = write_clip(tmp_path / "other.mp4", make_moving_square_clip(8, 32, 32, color=(0, 0, 255), seed=5), fps=8)
+    other = write_clip(tmp_path / "other.mp4", render_clip(ClipSpec((0, 0, 255), seed=5), 8, 32, 32), fps=8)
     cached = encode_videos(model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4)
     kwargs = generation_kwargs(processor)
     fresh = pipe([str(clip_file), str(other)], text=[QUESTION, "which way does it move ?"], **kwargs)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vqtoken.modeling import video_io
-from vqtoken.synthetic import make_moving_square_clip, write_clip
+from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 from vqtoken.video_io import DecodedVideo, VideoDecodeError, load_video, uniform_indices
 
 from video_fixtures import (
@@ -391,11 +391,11 @@ def test_long_clip_keeps_only_sampled_frames(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- synthetic clips
 
 
-def test_moving_square_clip_is_deterministic_and_moves():
-    clip = make_moving_square_clip(8, 24, 40, color=(0, 255, 0), direction="right", seed=5)
+def test_synthetic_clip_is_deterministic_and_moves():
+    clip = render_clip(ClipSpec((0, 255, 0), direction="right", seed=5), 8, 24, 40)
     assert clip.shape == (8, 24, 40, 3) and clip.dtype == np.uint8
-    assert np.array_equal(clip, make_moving_square_clip(8, 24, 40, (0, 255, 0), "right", 5))
-    assert not np.array_equal(clip, make_moving_square_clip(8, 24, 40, (0, 255, 0), "right", 6))
+    assert np.array_equal(clip, render_clip(ClipSpec((0, 255, 0), "square", "right", seed=5), 8, 24, 40))
+    assert not np.array_equal(clip, render_clip(ClipSpec((0, 255, 0), "square", "right", seed=6), 8, 24, 40))
 
     def centre(frame):
         ys, xs = np.nonzero((frame == (0, 255, 0)).all(axis=-1))
@@ -406,15 +406,15 @@ def test_moving_square_clip_is_deterministic_and_moves():
     assert xs == sorted(xs) and xs[-1] > xs[0]
     assert len({round(c[0], 3) for c in centres}) == 1
     for direction, axis, sign in [("left", 1, -1), ("down", 0, 1), ("up", 0, -1)]:
-        moved = make_moving_square_clip(6, 30, 30, (0, 255, 0), direction, 1)
+        moved = render_clip(ClipSpec((0, 255, 0), "square", direction, seed=1), 6, 30, 30)
         start, end = centre(moved[0])[axis], centre(moved[-1])[axis]
         assert sign * (end - start) > 0
     with pytest.raises(ValueError, match="direction"):
-        make_moving_square_clip(4, 8, 8, direction="diagonal")
+        render_clip(ClipSpec((255, 0, 0), direction="diagonal"), 4, 8, 8)
 
 
 def test_write_clip_round_trip(tmp_path):
-    clip = make_moving_square_clip(12, 32, 48, color=(255, 255, 0), seed=2)
+    clip = render_clip(ClipSpec((255, 255, 0), seed=2), 12, 32, 48)
     path = write_clip(tmp_path / "square.mp4", clip, fps=8)
     video = load_video(path, num_frames=12)
     assert video.frames.shape == (12, 32, 48, 3)
@@ -423,7 +423,7 @@ def test_write_clip_round_trip(tmp_path):
 
 
 def test_write_clip_pads_odd_sizes(tmp_path):
-    clip = make_moving_square_clip(4, 17, 33, seed=0)
+    clip = render_clip(ClipSpec((255, 0, 0), seed=0), 4, 17, 33)
     path = write_clip(tmp_path / "odd.mp4", clip, fps=8, codec="mpeg4")
     video = load_video(path, num_frames=4)
     assert video.frames.shape == (4, 18, 34, 3)

@@ -22,10 +22,10 @@ DEMO_EXPECTED_ANSWER = "red"
 
 def demo_clip(num_frames: int = 16):
     """A red square sliding right, as in the synthetic training set (64 x 64 frames)."""
-    from .training.synthetic_data import ClipSpec, render_clip
+    from .synthetic import ClipSpec, render_clip
 
     return render_clip(ClipSpec(colour="red", shape="square", direction="right", count=2, seed=7),
-                       num_frames=max(num_frames, 2), size=64)
+                       num_frames=max(num_frames, 2), height=64)
 
 
 def run_demo(

@@ -1,25 +1,25 @@
-"""Deterministic synthetic video clips for demos and tests.
+"""
+Deterministic synthetic video clips for the demo, the tests, the benchmarks and the synthetic training set.
 
-Two helpers:
+[`render_clip`] draws what a [`ClipSpec`] describes: 1 to 4 identical objects (a shape, a colour) sliding from one edge
+to the opposite one over a dark background, each in its own lane across the direction of motion. Everything the spec
+does not fix (background shade, object size, lanes, phases, the jitter of a named colour) is drawn from
+`numpy.random.default_rng(spec.seed)`, so a spec always gives the same pixels. [`write_clip`] encodes frames to a
+video file with PyAV.
 
-* :func:`make_moving_square_clip` builds a ``uint8`` array ``[T, H, W, 3]`` showing a
-  solid coloured square sliding across a flat background.  Everything that is not
-  given explicitly (background colour, square size, the square's position across the
-  direction of motion) is drawn from ``numpy.random.default_rng(seed)``, so the same
-  arguments always give the same pixels.
-* :func:`write_clip` encodes such an array to a video file with PyAV.
-
-PyAV is needed by :func:`write_clip` only: clips as arrays are made without it (machines without video codecs, such as
+PyAV is needed by [`write_clip`] only: clips as arrays are made without it (machines without video codecs, such as
 the GPU machines the GPU check runs on, pass frame arrays to the model directly).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
 
 try:  # only write_clip encodes
     import av
@@ -28,9 +28,12 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is absent
 
 logger = logging.getLogger(__name__)
 
-_DIRECTIONS = ("right", "left", "up", "down")
+COLOURS = {"red": (230, 30, 30), "green": (30, 210, 30), "blue": (40, 80, 255), "yellow": (240, 230, 40)}
+SHAPES = ("square", "circle", "triangle", "diamond")
+DIRECTIONS = ("left", "right", "up", "down")
+MAX_OBJECTS = 4
 
-# Encoders tried, in order, when ``write_clip(codec=None)``; each with the pixel format used.
+# Encoders tried, in order, when `write_clip(codec=None)`; each with the pixel format used.
 _DEFAULT_CODECS: tuple[tuple[str, str], ...] = (
     ("libx264", "yuv420p"),
     ("mpeg4", "yuv420p"),
@@ -38,65 +41,105 @@ _DEFAULT_CODECS: tuple[tuple[str, str], ...] = (
 )
 
 
-def make_moving_square_clip(
-    num_frames: int,
-    height: int,
-    width: int,
-    color: tuple[int, int, int] = (255, 0, 0),
-    direction: str = "right",
-    seed: int = 0,
-) -> np.ndarray:
-    """Return a clip of a coloured square moving in a straight line.
+@dataclass(frozen=True)
+class ClipSpec:
+    """
+    What one synthetic clip shows.
 
-    The square starts touching the edge it moves away from and, at the last frame,
-    touches the opposite edge (a single-frame clip shows the start position).
+    Attributes:
+        colour: a name of `COLOURS` (its RGB value jittered by up to 15 per channel, as in the training set), or an
+            exact RGB triple.
+        shape: one of `SHAPES`.
+        direction: one of `DIRECTIONS`.
+        count: number of objects, 1 to `MAX_OBJECTS`.
+        seed: seeds everything else (see the module docstring).
+    """
+
+    colour: str | tuple[int, int, int]
+    shape: str = "square"
+    direction: str = "right"
+    count: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.colour, str):
+            if self.colour not in COLOURS:
+                raise ValueError(f"colour must be one of {sorted(COLOURS)} or an RGB triple, got {self.colour!r}")
+        elif len(self.colour) != 3 or not all(0 <= int(c) <= 255 for c in self.colour):
+            raise ValueError(f"colour must be three integers in [0, 255], got {self.colour!r}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"shape must be one of {SHAPES}, got {self.shape!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if not 1 <= self.count <= MAX_OBJECTS:
+            raise ValueError(f"count must lie in 1..{MAX_OBJECTS}, got {self.count}")
+
+
+def shape_mask(shape: str, side: int) -> np.ndarray:
+    """A boolean `(side, side)` mask of `shape` ("square", "circle", "triangle" or "diamond")."""
+    centre = (side - 1) / 2
+    rows, cols = np.mgrid[0:side, 0:side]
+    if shape == "square":
+        return np.ones((side, side), dtype=bool)
+    if shape == "circle":
+        return (rows - centre) ** 2 + (cols - centre) ** 2 <= (side / 2) ** 2
+    if shape == "diamond":
+        return np.abs(rows - centre) + np.abs(cols - centre) <= side / 2
+    if shape == "triangle":
+        # apex at the top, base along the bottom row
+        half_width = (rows + 1) / side * (side / 2)
+        return np.abs(cols - centre) <= half_width
+    raise ValueError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
+
+
+def render_clip(spec: ClipSpec, num_frames: int = 16, height: int = 64, width: int | None = None) -> np.ndarray:
+    """
+    The frames of `spec`: `spec.count` objects in separate lanes, all moving from one edge to the opposite one in
+    `spec.direction` (a one-frame clip shows the start).
 
     Args:
-        num_frames: number of frames ``T`` (>= 1).
-        height: frame height ``H`` in pixels (>= 1).
-        width: frame width ``W`` in pixels (>= 1).
-        color: RGB colour of the square, each component in ``[0, 255]``.
-        direction: ``"right"``, ``"left"``, ``"up"`` or ``"down"``.
-        seed: seeds the background colour (dark, each channel in ``[0, 96)``), the
-            square side (between 1/5 and 1/3 of ``min(H, W)``, at least 1 pixel) and the
-            square's offset across the direction of motion.
+        num_frames: `T` (>= 1).
+        height, width: frame size (`width` defaults to `height`). The lanes split the side across the motion in
+            `MAX_OBJECTS`; each must hold at least 4 pixels.
 
     Returns:
-        ``np.ndarray`` of dtype ``uint8`` and shape ``[T, H, W, 3]`` (RGB).
+        `np.ndarray` of dtype uint8 and shape `(T, height, width, 3)`, RGB.
     """
+    width = height if width is None else width
     if num_frames < 1 or height < 1 or width < 1:
-        raise ValueError(
-            f"num_frames, height and width must be >= 1, got {num_frames}, {height}, {width}"
-        )
-    if direction not in _DIRECTIONS:
-        raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
-    if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
-        raise ValueError(f"color must be three integers in [0, 255], got {color!r}")
-
-    rng = np.random.default_rng(seed)
-    background = rng.integers(0, 96, size=3)
-    short_side = min(height, width)
-    side = int(rng.integers(max(1, short_side // 5), max(1, short_side // 3) + 1))
-    side = max(1, min(side, short_side))
-
-    horizontal = direction in ("right", "left")
-    # Extent of travel along the motion axis, and the fixed offset across it.
-    travel = (width if horizontal else height) - side
-    across = int(rng.integers(0, (height if horizontal else width) - side + 1))
-
-    clip = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-    clip[...] = background.astype(np.uint8)
-    square_color = np.asarray(color, dtype=np.uint8)
+        raise ValueError(f"num_frames, height and width must be >= 1, got {num_frames}, {height}, {width}")
+    horizontal = spec.direction in ("left", "right")
+    across, along_side = (height, width) if horizontal else (width, height)
+    lane = across // MAX_OBJECTS
+    if lane < 4:
+        raise ValueError(f"frames of {height}x{width} are too small: each of the {MAX_OBJECTS} lanes across the "
+                         f"motion needs at least 4 pixels")
+    rng = np.random.default_rng(spec.seed)
+    side = min(int(rng.integers(max(3, lane * 5 // 8), max(4, lane * 7 // 8) + 1)), along_side)
+    mask = shape_mask(spec.shape, side)
+    if isinstance(spec.colour, str):
+        colour = np.asarray(COLOURS[spec.colour], dtype=np.int16) + rng.integers(-15, 16, size=3)
+        colour = np.clip(colour, 0, 255).astype(np.uint8)
+    else:
+        colour = np.asarray(spec.colour, dtype=np.uint8)
+    background = rng.integers(0, 60, size=3).astype(np.uint8)
+    lanes = sorted(rng.choice(MAX_OBJECTS, size=spec.count, replace=False).tolist())
+    offsets = [lane_index * lane + int(rng.integers(0, lane - side + 1)) for lane_index in lanes]
+    # each object starts at its own phase so that objects do not line up perfectly
+    starts = rng.uniform(0.0, 0.25, size=spec.count)
+    travel = along_side - side
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    frames[...] = background
     for t in range(num_frames):
         progress = t / (num_frames - 1) if num_frames > 1 else 0.0
-        along = int(round(progress * travel))
-        if direction in ("left", "up"):
-            along = travel - along
-        if horizontal:
-            clip[t, across : across + side, along : along + side] = square_color
-        else:
-            clip[t, along : along + side, across : across + side] = square_color
-    return clip
+        for offset, start in zip(offsets, starts):
+            along = int(round((start + (1.0 - start) * progress) * travel * 0.999))
+            if spec.direction in ("left", "up"):
+                along = travel - along
+            top, left = (offset, along) if horizontal else (along, offset)
+            region = frames[t, top : top + side, left : left + side]
+            region[mask] = colour
+    return frames
 
 
 def _encoder_available(codec: str) -> bool:
@@ -177,3 +220,6 @@ def write_clip(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+__all__ = ["COLOURS", "DIRECTIONS", "MAX_OBJECTS", "SHAPES", "ClipSpec", "render_clip", "shape_mask", "write_clip"]

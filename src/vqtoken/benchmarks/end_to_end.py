@@ -247,11 +247,11 @@ def pyav_available() -> bool:
 
 def write_source_clip(folder: Path, num_frames: int) -> Path:
     """The synthetic source clip: an mp4 (`clip.mp4`) where PyAV can encode it, else its frames (`clip.npy`)."""
-    from vqtoken.synthetic import make_moving_square_clip, write_clip
+    from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 
     clip = folder / ("clip.mp4" if pyav_available() else "clip.npy")
     if not clip.exists():
-        frames = make_moving_square_clip(num_frames, 360, 640)
+        frames = render_clip(ClipSpec("red", count=2), num_frames, 360, 640)
         if clip.suffix == ".mp4":
             write_clip(clip, frames, fps=8)
         else:

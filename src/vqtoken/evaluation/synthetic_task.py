@@ -79,15 +79,15 @@ def write_clips(folder: Path, num_clips: int, seed: int = 0) -> list[tuple[Path,
     """
     from PIL import Image
 
-    from vqtoken.synthetic import write_clip
-    from vqtoken.training.synthetic_data import random_spec, render_clip
+    from vqtoken.synthetic import render_clip, write_clip
+    from vqtoken.training.synthetic_data import random_spec
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     clips = []
     for index in range(num_clips):
         spec = random_spec(rng)
-        frames = render_clip(spec, num_frames=CLIP_FRAMES, size=CLIP_SIZE)
+        frames = render_clip(spec, num_frames=CLIP_FRAMES, height=CLIP_SIZE)
         video = write_clip(folder / f"clip{index}.mp4", frames).resolve()
         image = video.with_suffix(".png")
         Image.fromarray(frames[CLIP_FRAMES // 2]).save(image)
@@ -146,7 +146,7 @@ def write_task(
     second question). `visual`: the task shows the clip (`"video"`), its middle frame as a PNG image (`"image"`), or
     nothing (`"text"`). Returns the folder to pass as `include_path`.
     """
-    from vqtoken.training.synthetic_data import ANSWERS, QUESTION_TYPES, QUESTIONS
+    from vqtoken.training.synthetic_data import ANSWERS, QUESTION_TYPES, QUESTIONS, answer
 
     folder = root / name
     clips = write_clips(folder / "videos", num_docs)
@@ -158,10 +158,10 @@ def write_task(
                 "video": str(video),
                 "image": str(image),
                 "question": QUESTIONS[question_type],
-                "answer": spec.answer(question_type),
+                "answer": answer(spec, question_type),
                 "choices": list(ANSWERS[question_type]),
                 "second_question": QUESTIONS[second_type],
-                "second_answer": spec.answer(second_type),
+                "second_answer": answer(spec, second_type),
             }
             docs.write(json.dumps(doc) + "\n")
     (folder / "utils.py").write_text(TASK_UTILS)

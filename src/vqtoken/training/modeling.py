@@ -82,13 +82,24 @@ def load_model_and_processor(args: ModelArgs):
     return load_pretrained(args.name_or_path, device="cpu", dtype="float32", **vqtoken)
 
 
+# Children of the vision tower that the model never reads: it takes a hidden state (`vision_feature_layer`), which
+# comes before the tower's final norm and pooling head.
+UNUSED_VISION_TOWER_CHILDREN = ("post_layernorm", "head")
+
+
 def part_modules(model: VQTokenLlavaOnevisionForConditionalGeneration) -> dict[str, list[nn.Module | nn.Parameter]]:
-    """The modules (and loose parameters) of each trainable part."""
+    """
+    The modules (and loose parameters) of each trainable part: the ones its forward uses, so that every trained
+    parameter gets a gradient (the optimizer state of a parameter that never got one is missing from a checkpoint,
+    which FSDP's sharded checkpoints then cannot load).
+    """
     inner = model.model
+    vision_tower = [module for name, module in inner.vision_tower.named_children()
+                    if name not in UNUSED_VISION_TOWER_CHILDREN]
     return {
         "vq_attention": [inner.vq_attention],
         "projector": [inner.multi_modal_projector, inner.image_newline],
-        "vision_tower": [inner.vision_tower],
+        "vision_tower": vision_tower,
         "language_model": [inner.language_model, model.lm_head],
     }
 
@@ -103,17 +114,25 @@ def _parameters(items) -> list[tuple[str, nn.Parameter]]:
     return found
 
 
-def select_trainable_parameters(model, parts: dict[str, float], lora: bool = False) -> list[dict]:
+def select_trainable_parameters(
+    model, parts: dict[str, float], lora: bool = False, video_tokens: str = "model"
+) -> list[dict]:
     """
     Freezes the whole model, then unfreezes the chosen parts and returns one optimizer parameter group per part
-    (`{"params", "lr", "name"}`). With `lora`, the language-model group holds only the LoRA adapter weights.
+    (`{"params", "lr", "name"}`). With `lora`, the language-model group holds only the LoRA adapter weights. The
+    VQ-Attention trains only where it runs (`vqtoken_mode: attention` with `video_tokens: model`); otherwise it stays
+    frozen, with a warning.
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose among {PARTS}.")
-    if "vq_attention" in parts and model.config.vqtoken_mode != "attention":
-        logger.warning("`vq_attention` is in train.parts but vqtoken_mode is %r: it gets no gradient.",
-                       model.config.vqtoken_mode)
+    parts = dict(parts)
+    if "vq_attention" in parts and (model.config.vqtoken_mode != "attention" or video_tokens != "model"):
+        logger.warning("`vq_attention` is in train.parts but does not run (vqtoken_mode %r, video_tokens %r): it "
+                       "stays frozen.", model.config.vqtoken_mode, video_tokens)
+        parts.pop("vq_attention")
+    if not parts:
+        raise ValueError("No part of train.parts runs in this configuration: nothing would train.")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     groups, seen = [], set()
@@ -175,6 +194,7 @@ class VQTokenTrainingModule(nn.Module):
 
 __all__ = [
     "TINY_DEFAULTS",
+    "UNUSED_VISION_TOWER_CHILDREN",
     "VQTokenTrainingModule",
     "load_model_and_processor",
     "part_modules",

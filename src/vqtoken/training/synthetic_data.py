@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import write_clip
+from ..synthetic import COLOURS, DIRECTIONS, SHAPES, ClipSpec, render_clip, write_clip
 
 
 logger = logging.getLogger(__name__)
 
-COLOURS = {"red": (230, 30, 30), "green": (30, 210, 30), "blue": (40, 80, 255), "yellow": (240, 230, 40)}
-SHAPES = ("square", "circle", "triangle", "diamond")
-DIRECTIONS = ("left", "right", "up", "down")
 COUNTS = ("one", "two", "three", "four")
 QUESTION_TYPES = ("colour", "shape", "direction", "count")
 QUESTIONS = {
@@ -49,79 +46,17 @@ QUESTIONS = {
 ANSWERS = {"colour": tuple(COLOURS), "shape": SHAPES, "direction": DIRECTIONS, "count": COUNTS}
 
 
-@dataclass(frozen=True)
-class ClipSpec:
-    """What one synthetic clip shows."""
-
-    colour: str
-    shape: str
-    direction: str
-    count: int
-    seed: int
-
-    def answer(self, question_type: str) -> str:
-        if question_type == "colour":
-            return self.colour
-        if question_type == "shape":
-            return self.shape
-        if question_type == "direction":
-            return self.direction
-        if question_type == "count":
-            return COUNTS[self.count - 1]
-        raise ValueError(f"Unknown question type {question_type!r}; expected one of {QUESTION_TYPES}.")
-
-
-def shape_mask(shape: str, side: int) -> np.ndarray:
-    """A boolean `(side, side)` mask of `shape` ("square", "circle", "triangle" or "diamond")."""
-    centre = (side - 1) / 2
-    rows, cols = np.mgrid[0:side, 0:side]
-    if shape == "square":
-        return np.ones((side, side), dtype=bool)
-    if shape == "circle":
-        return (rows - centre) ** 2 + (cols - centre) ** 2 <= (side / 2) ** 2
-    if shape == "diamond":
-        return np.abs(rows - centre) + np.abs(cols - centre) <= side / 2
-    if shape == "triangle":
-        # apex at the top, base along the bottom row
-        half_width = (rows + 1) / side * (side / 2)
-        return np.abs(cols - centre) <= half_width
-    raise ValueError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
-
-
-def render_clip(spec: ClipSpec, num_frames: int = 16, size: int = 64) -> np.ndarray:
-    """
-    The frames `[T, size, size, 3]` (uint8 RGB) of `spec`: `spec.count` objects in separate lanes, all moving from one
-    edge to the opposite one in `spec.direction`. Background shade, object size and lane jitter come from `spec.seed`.
-    """
-    if spec.count < 1 or spec.count > len(COUNTS):
-        raise ValueError(f"count must lie in 1..{len(COUNTS)}, got {spec.count}.")
-    rng = np.random.default_rng(spec.seed)
-    lane = size // len(COUNTS)
-    side = int(rng.integers(max(3, lane * 5 // 8), max(4, lane * 7 // 8) + 1))
-    mask = shape_mask(spec.shape, side)
-    colour = np.asarray(COLOURS[spec.colour], dtype=np.int16) + rng.integers(-15, 16, size=3)
-    colour = np.clip(colour, 0, 255).astype(np.uint8)
-    background = rng.integers(0, 60, size=3).astype(np.uint8)
-    lanes = sorted(rng.choice(len(COUNTS), size=spec.count, replace=False).tolist())
-    offsets = [lane_index * lane + int(rng.integers(0, lane - side + 1)) for lane_index in lanes]
-    # each object starts at its own phase so that objects do not line up perfectly
-    starts = rng.uniform(0.0, 0.25, size=spec.count)
-    travel = size - side
-    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    frames[...] = background
-    for t in range(num_frames):
-        progress = t / (num_frames - 1) if num_frames > 1 else 0.0
-        for offset, start in zip(offsets, starts):
-            along = int(round((start + (1.0 - start) * progress) * travel * 0.999))
-            if spec.direction in ("left", "up"):
-                along = travel - along
-            if spec.direction in ("left", "right"):
-                top, left = offset, along
-            else:
-                top, left = along, offset
-            region = frames[t, top : top + side, left : left + side]
-            region[mask] = colour
-    return frames
+def answer(spec: ClipSpec, question_type: str) -> str:
+    """The one-word answer to a question of `question_type` about the clip of `spec`."""
+    if question_type == "colour":
+        return spec.colour
+    if question_type == "shape":
+        return spec.shape
+    if question_type == "direction":
+        return spec.direction
+    if question_type == "count":
+        return COUNTS[spec.count - 1]
+    raise ValueError(f"Unknown question type {question_type!r}; expected one of {QUESTION_TYPES}.")
 
 
 def random_spec(rng: np.random.Generator) -> ClipSpec:
@@ -141,7 +76,7 @@ def make_record(record_id: str, video: str, question_types: list[str], spec: Cli
     for turn, question_type in enumerate(question_types):
         tag = "<image>\n" if turn == 0 else ""
         conversations.append({"from": "human", "value": tag + QUESTIONS[question_type]})
-        conversations.append({"from": "gpt", "value": spec.answer(question_type)})
+        conversations.append({"from": "gpt", "value": answer(spec, question_type)})
     return {
         "id": record_id,
         "video": video,
@@ -193,7 +128,7 @@ def generate_synthetic_dataset(
     for clip_index in range(num_clips):
         spec = random_spec(rng)
         relative = f"videos/{split}_{clip_index:06d}.mp4"
-        write_clip(output_dir / relative, render_clip(spec, num_frames=num_frames, size=size), fps=fps, codec=codec)
+        write_clip(output_dir / relative, render_clip(spec, num_frames=num_frames, height=size), fps=fps, codec=codec)
         chosen = [question_types[index] for index in rng.choice(len(question_types), size=questions_per_clip,
                                                                   replace=False).tolist()]
         if multi_turn:
@@ -235,14 +170,13 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "ANSWERS",
-    "COLOURS",
-    "ClipSpec",
+    "COUNTS",
     "QUESTIONS",
     "QUESTION_TYPES",
+    "answer",
     "generate_synthetic_dataset",
     "make_record",
-    "render_clip",
-    "shape_mask",
+    "random_spec",
 ]
 
 

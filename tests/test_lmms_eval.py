@@ -19,7 +19,6 @@ pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (the `eval` 
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from lmms_eval_fixtures import CLIP_FRAMES, NUM_FRAMES, save_model_folders, write_task  # noqa: E402
 from PIL import Image  # noqa: E402
 

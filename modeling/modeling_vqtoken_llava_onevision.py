@@ -322,9 +322,12 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
             return_dict=True,
             **kwargs,
         )
-        if ragged:
+        if ragged and hasattr(outputs, "video_outputs"):
             # callers see one entry per video, as `get_video_features` returned them
             outputs.video_outputs = video_outputs
+        elif ragged:
+            # transformers < 5.24 returns the video tokens themselves, as `video_hidden_states`
+            outputs.video_hidden_states = video_outputs.pooler_output
         return outputs if return_dict else outputs.to_tuple()
 
     def _check_video_placeholders(self, input_ids: torch.LongTensor | None, video_tokens: list[torch.Tensor]):

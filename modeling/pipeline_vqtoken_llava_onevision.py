@@ -258,8 +258,20 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
         )
         return video, prompt
 
+    def _generation_settings(self, generate_kwargs: dict) -> dict:
+        """
+        The `generate` keywords of one call: the user's generation parameters on top of the pipeline's, through
+        transformers' own helper where it has one (5.24), else as 5.18's pipelines do (the pipeline's prepared
+        `generation_config` unless the call passes one).
+        """
+        if hasattr(self, "_prepare_generate_kwargs"):
+            return self._prepare_generate_kwargs(generate_kwargs)
+        if "generation_config" not in generate_kwargs:
+            generate_kwargs["generation_config"] = self.generation_config
+        return generate_kwargs
+
     def _forward(self, model_inputs, generate_kwargs=None):
-        generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
+        generate_kwargs = self._generation_settings(dict(generate_kwargs or {}))
         max_new_tokens = generate_kwargs.pop("max_new_tokens", None)
         if "cached_videos" in model_inputs:
             cached_videos = model_inputs["cached_videos"]

@@ -1,0 +1,609 @@
+"""
+An incremental cosine codebook: the VQToken clustering of a video whose tokens arrive chunk by chunk.
+
+Offline, a video's tokens are clustered all at once (`quantize_video_tokens`): an hour at 1 frame/s is 2.6 M tokens
+of 896 floats at release size, 9.4 GB before clustering starts. Here only one chunk of tokens is held at a time:
+
+- the **first chunk** is clustered by the offline function itself (same settings, same seed), so a video given in one
+  chunk gets exactly the offline codebook and index map;
+- the codebook of everything seen is kept as **micro-clusters**: fp64 member sums and counts, and the first token
+  position of each (at most `micro_clusters` of them, twice `max_clusters` by default). A micro-cluster's members
+  are frozen: their tokens are gone, only the micro-cluster they joined is kept, in an int16 index map;
+- **folding a chunk** seeds new centres where the chunk is far from every existing centre (k-means++ continued
+  from the existing centres, on a sample of the chunk: new content gets its own centres), assigns every token of the
+  chunk to the most similar centre (the released rule: largest dot product with the cluster mean), adds the chunk's
+  sums and counts, drops centres that got no token and, above the budget, merges the cheapest pairs by Ward's rule
+  (the exact distortion increase, read off sums and counts) and relabels the index map;
+- the **visible codebook** (`K` within `[min_clusters, max_clusters]`) groups the micro-clusters as the offline
+  adaptive search groups its fitted clusters: Ward merges down to `K` (fixed selection) or to `min_clusters` with
+  the elbow rule on the exact distortion of every candidate `K`, then Lloyd iterations over micro-clusters (each
+  moves whole, to the centre its members prefer in sum), numbered by first appearance in the index map.
+
+Every step is a function of the state and of a seed derived from `seed` and the chunk number: the same chunks give
+the same codebook. Reading the codebook does not change the state.
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .modeling.vqtoken_kmeans import (
+    KMEANS_PLUS_PLUS_EPSILON,
+    assign_and_accumulate_torch,
+    choose_num_clusters_elbow,
+    partition_distortion,
+    quantize_video_tokens,
+    resolve_backend,
+)
+from .modeling.vqtoken_kmeans_triton import triton_assign_and_accumulate
+
+
+logger = logging.getLogger(__name__)
+
+STREAM_SELECTION_METHODS = ("fixed", "elbow", "elbow_corrected")
+SAMPLE_SIZE = 2048
+"""Tokens of a chunk (drawn at random) on which the chunk's own K-means is fitted."""
+BLOCK_SIZE = 4096
+"""Tokens normalised and assigned at a time."""
+NORM_EPSILON = 1e-12
+"""Smallest norm a token is divided by (as `torch.nn.functional.normalize`)."""
+_CHUNK_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class CodebookSettings:
+    """
+    What determines an incremental codebook, besides its chunks.
+
+    Attributes:
+        tokens_per_frame, hidden_size: shape of a frame's tokens.
+        min_clusters, max_clusters, selection_method, max_iterations, tolerance, seed: as the `vqtoken_*` settings of
+            the offline clustering (`selection_method` is `"fixed"`, `"elbow"` or `"elbow_corrected"`: the
+            silhouette needs every token at once).
+        micro_clusters: the most micro-clusters kept between chunks (default `2 * max_clusters`).
+        fold_iterations: assignment passes over each chunk after the first (1: assign once to the existing and the
+            new centres).
+    """
+
+    tokens_per_frame: int
+    hidden_size: int
+    min_clusters: int = 12
+    max_clusters: int = 32
+    selection_method: str = "fixed"
+    max_iterations: int = 100
+    tolerance: float = 1e-4
+    seed: int = 0
+    micro_clusters: int = 0
+    chunk_clusters: int = 0
+
+    def __post_init__(self):
+        if self.selection_method not in STREAM_SELECTION_METHODS:
+            raise ValueError(
+                f"A stream chooses K with selection method {STREAM_SELECTION_METHODS}, not "
+                f"{self.selection_method!r}: the silhouette needs every token of the video at once."
+            )
+        if self.micro_clusters == 0:
+            object.__setattr__(self, "micro_clusters", 4 * self.max_clusters)
+        if self.chunk_clusters == 0:
+            object.__setattr__(self, "chunk_clusters", self.max_clusters)
+        for name in ("tokens_per_frame", "hidden_size", "min_clusters", "max_clusters", "max_iterations",
+                     "chunk_clusters", "micro_clusters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.micro_clusters < self.max_clusters:
+            raise ValueError(
+                f"`micro_clusters` ({self.micro_clusters}) must be at least `max_clusters` ({self.max_clusters})."
+            )
+
+    @classmethod
+    def from_config(cls, config, **stream_settings) -> "CodebookSettings":
+        """The settings of a [`VQTokenLlavaOnevisionConfig`] (`micro_clusters`, `fold_iterations` as given)."""
+        return cls(
+            tokens_per_frame=config.vqtoken_tokens_per_frame,
+            hidden_size=config.text_config.hidden_size,
+            min_clusters=config.vqtoken_min_clusters,
+            max_clusters=config.vqtoken_max_clusters,
+            selection_method=config.vqtoken_selection_method,
+            max_iterations=config.vqtoken_max_iterations,
+            tolerance=float(config.vqtoken_tolerance),
+            seed=config.vqtoken_seed,
+            **stream_settings,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building blocks (pure functions)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def ward_merges(sums: torch.Tensor, counts: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Greedy Ward merging of clusters from their sums and counts, down to `target` clusters. Merging `a` and `b` raises
+    the squared-Euclidean distortion by exactly `n_a n_b / (n_a + n_b) |c_a - c_b|^2`; each step merges the cheapest
+    pair (the lowest `(a, b)` in row-major order on ties, `a < b`). The same merges as `ward_merge_tree` of the
+    offline adaptive search, with the cost matrix updated one row per merge instead of recomputed.
+
+    Args:
+        sums (`torch.Tensor` of shape `(num_clusters, dim)`), counts (`torch.Tensor` of shape `(num_clusters,)`):
+            member sums and counts, all counts positive.
+        target (`int`): clusters left after merging (`1 <= target`).
+
+    Returns:
+        merges (`torch.LongTensor` of shape `(num_merges, 2)`): `(kept, merged)` cluster ids of each step, in order;
+            `num_merges = max(0, num_clusters - target)`.
+        costs (`torch.DoubleTensor` of shape `(num_merges,)`): the distortion increase of each step.
+    """
+    num_clusters = counts.shape[0]
+    num_merges = max(0, num_clusters - target)
+    sums = sums.double().clone()
+    counts = counts.double().clone()
+    means = sums / counts[:, None]
+    sq_norms = means.square().sum(-1)
+    pair_counts = counts[:, None] * counts[None, :] / (counts[:, None] + counts[None, :])
+    cost = pair_counts * (sq_norms[:, None] + sq_norms[None, :] - 2.0 * means @ means.T).clamp_min(0.0)
+    # cost[a, b] is kept for a < b only; each row's cheapest partner is kept up to date
+    cost.masked_fill_(~torch.ones_like(cost, dtype=torch.bool).triu(diagonal=1), float("inf"))
+    row_min, row_partner = cost.min(dim=1)
+    alive = torch.ones(num_clusters, dtype=torch.bool)
+    merges = torch.empty(num_merges, 2, dtype=torch.long)
+    costs = torch.empty(num_merges, dtype=torch.float64)
+    for step in range(num_merges):
+        keep = int(row_min.argmin())
+        merged = int(row_partner[keep])
+        merges[step, 0], merges[step, 1] = keep, merged
+        costs[step] = cost[keep, merged]
+        sums[keep] += sums[merged]
+        counts[keep] += counts[merged]
+        means[keep] = sums[keep] / counts[keep]
+        sq_norms[keep] = means[keep].square().sum()
+        alive[merged] = False
+        cost[merged, :] = float("inf")
+        cost[:, merged] = float("inf")
+        sq_distance = (sq_norms + sq_norms[keep] - 2.0 * (means @ means[keep])).clamp_min(0.0)
+        row = (counts[keep] * counts / (counts[keep] + counts) * sq_distance).masked_fill(~alive, float("inf"))
+        cost[keep, keep + 1 :] = row[keep + 1 :]
+        cost[:keep, keep] = row[:keep]
+        # rows whose cheapest partner was merged or changed are recomputed; others may now prefer `keep`
+        stale = (row_partner == merged) | (row_partner == keep)
+        stale[keep] = True
+        stale[merged] = False
+        row_min[merged] = float("inf")
+        row_min[stale], row_partner[stale] = cost[stale].min(dim=1)
+        column = cost[:keep, keep]
+        cheaper = (column < row_min[:keep]) | ((column == row_min[:keep]) & (row_partner[:keep] > keep))
+        row_min[:keep] = torch.where(cheaper, column, row_min[:keep])
+        row_partner[:keep] = torch.where(cheaper, keep, row_partner[:keep])
+    return merges, costs
+
+
+def groups_after_merges(num_clusters: int, merges: torch.Tensor) -> torch.Tensor:
+    """
+    The group of every cluster after applying `merges` (from [`ward_merges`]) in order.
+
+    Returns:
+        `torch.LongTensor` of shape `(num_clusters,)`: group ids `0..num_groups-1`, in the order of each group's
+        smallest cluster id.
+    """
+    owner = torch.arange(num_clusters)
+    for keep, merged in merges.tolist():
+        owner[owner == merged] = keep
+    return torch.unique(owner, return_inverse=True)[1]
+
+
+def seed_new_centres(
+    tokens: torch.Tensor, centres: torch.Tensor, num_new: int, generator: torch.Generator, sample_size: int
+) -> torch.Tensor:
+    """
+    k-means++ continued from existing centres: each new centre is a token drawn with probability proportional to its
+    squared Euclidean distance to the nearest centre so far (existing or new), plus 1e-6. Tokens close to an existing
+    centre are almost never drawn, so new content gets new centres.
+
+    Args:
+        tokens (`torch.FloatTensor` of shape `(num_tokens, dim)`): unit-normalised tokens of the chunk.
+        centres (`torch.FloatTensor` of shape `(num_centres, dim)`): existing centres (cluster means).
+        num_new (`int`): centres to draw.
+        generator: CPU generator of the sample and the draws.
+        sample_size (`int`): the draw is made among this many tokens of the chunk, chosen at random (all if fewer).
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_new, dim)`.
+    """
+    num_tokens = tokens.shape[0]
+    if num_tokens > sample_size:
+        tokens = tokens[torch.randperm(num_tokens, generator=generator)[:sample_size].to(tokens.device)]
+    draws = torch.rand(num_new, generator=generator, dtype=torch.float64).to(tokens.device)
+    # |x - c|^2 = 1 + |c|^2 - 2 x.c for a unit token x
+    sq_distance = 1.0 + centres.square().sum(-1)[None, :] - 2.0 * tokens @ centres.T
+    min_sq_distance = sq_distance.min(dim=1).values.clamp_min(0.0)
+    chosen = []
+    for step in range(num_new):
+        cumulative = (min_sq_distance + KMEANS_PLUS_PLUS_EPSILON).double().cumsum(0)
+        index = int(torch.searchsorted(cumulative, draws[step : step + 1] * cumulative[-1], right=True).clamp(
+            max=tokens.shape[0] - 1))
+        chosen.append(tokens[index])
+        min_sq_distance = torch.minimum(min_sq_distance, (2.0 - 2.0 * tokens @ tokens[index]).clamp_min(0.0))
+    return torch.stack(chosen)
+
+
+def group_lloyd(sums: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor, max_iterations: int) -> torch.Tensor:
+    """
+    Lloyd iterations over clusters that move whole, on the squared-Euclidean distortion that Ward's rule minimises:
+    each cluster joins the group centre nearest to its mean, each centre is the mean of its groups' members; stops
+    when no cluster moves (or after `max_iterations`). Every step lowers the distortion of the partition. A group that
+    loses every cluster disappears.
+
+    Args:
+        sums (`torch.DoubleTensor` of shape `(num_clusters, dim)`), counts (`torch.DoubleTensor` of shape
+            `(num_clusters,)`).
+        groups (`torch.LongTensor` of shape `(num_clusters,)`): initial group of each cluster, ids `0..G-1`.
+
+    Returns:
+        `torch.LongTensor` of shape `(num_clusters,)`: final groups, ids `0..G'-1` in the order of the initial ids.
+    """
+    num_groups = int(groups.max()) + 1
+    centres = torch.zeros(num_groups, sums.shape[1], dtype=torch.float64).index_add_(0, groups, sums)
+    centres /= torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, counts)[:, None]
+    for _ in range(max_iterations):
+        # argmin |mean - c|^2 = argmax (mean.c - |c|^2 / 2): each move lowers the squared-Euclidean distortion
+        new_groups = (sums @ centres.T / counts[:, None] - 0.5 * centres.square().sum(-1)).argmax(dim=1)
+        if torch.equal(new_groups, groups):
+            break
+        groups = new_groups
+        group_sums = torch.zeros_like(centres).index_add_(0, groups, sums)
+        group_counts = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, counts)
+        centres = torch.where(group_counts[:, None] > 0, group_sums / group_counts.clamp_min(1.0)[:, None], centres)
+    return torch.unique(groups, return_inverse=True)[1]
+
+
+def cosine_distortion(sums: torch.Tensor, counts: torch.Tensor) -> float:
+    """
+    Mean cosine distance of unit tokens to the direction of their cluster's mean, `sum_k (n_k - |S_k|) / sum_k n_k`,
+    from cluster sums `(K, dim)` and counts `(K,)`.
+    """
+    sums, counts = sums.double(), counts.double()
+    return float((counts - torch.linalg.vector_norm(sums, dim=-1)).sum() / counts.sum())
+
+
+def partition_sums(tokens: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp64 member sums `(num_clusters, dim)` and counts `(num_clusters,)` of unit-normalised `tokens` `(N, dim)`
+    under `labels` `(N,)`."""
+    tokens = torch.nn.functional.normalize(tokens.double(), dim=-1)
+    sums = torch.zeros(num_clusters, tokens.shape[1], dtype=torch.float64).index_add_(0, labels, tokens)
+    return sums, torch.bincount(labels, minlength=num_clusters).double()
+
+
+def select_codebook(
+    sums: torch.Tensor, counts: torch.Tensor, first_positions: torch.Tensor, settings: CodebookSettings
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The visible codebook of a set of micro-clusters (see the module docstring).
+
+    Args:
+        sums (`torch.DoubleTensor` of shape `(num_micro, dim)`), counts (`torch.DoubleTensor` of shape
+            `(num_micro,)`): member sums and counts, all counts positive.
+        first_positions (`torch.LongTensor` of shape `(num_micro,)`): position of each micro-cluster's first token in
+            the index map (frame-major).
+
+    Returns:
+        codebook (`torch.FloatTensor` of shape `(K, dim)`): mean of each cluster's unit tokens.
+        cluster_of_micro (`torch.LongTensor` of shape `(num_micro,)`): the cluster of each micro-cluster, clusters
+            numbered by first appearance.
+    """
+    num_micro = counts.shape[0]
+    max_clusters = min(settings.max_clusters, num_micro)
+    min_clusters = min(settings.min_clusters, max_clusters)
+    adaptive = settings.selection_method != "fixed" and max_clusters - min_clusters >= 2
+    merges, costs = ward_merges(sums, counts, min_clusters if adaptive else max_clusters)
+    chosen = max_clusters
+    if adaptive:
+        candidates = list(range(min_clusters, max_clusters + 1))
+        # distortion after j merges, j = 0..len(merges): num_micro - j clusters
+        distortions = partition_distortion(sums, counts) + torch.cat([costs.new_zeros(1), costs.cumsum(0)])
+        candidate_distortions = distortions[[num_micro - k for k in candidates]]
+        chosen = choose_num_clusters_elbow(
+            candidate_distortions, candidates, settings.selection_method == "elbow_corrected"
+        )
+    groups = groups_after_merges(num_micro, merges[: num_micro - chosen])
+    groups = group_lloyd(sums, counts, groups, settings.max_iterations)
+    num_groups = int(groups.max()) + 1
+    group_first = torch.full((num_groups,), torch.iinfo(torch.long).max).scatter_reduce_(
+        0, groups, first_positions, reduce="amin"
+    )
+    order = torch.argsort(group_first)
+    new_ids = torch.empty_like(order).scatter_(0, order, torch.arange(num_groups))
+    cluster_of_micro = new_ids[groups]
+    group_sums = torch.zeros(num_groups, sums.shape[1], dtype=torch.float64).index_add_(0, cluster_of_micro, sums)
+    group_counts = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, cluster_of_micro, counts)
+    return (group_sums / group_counts[:, None]).float(), cluster_of_micro
+
+
+def assign_in_blocks(
+    tokens: torch.Tensor, norms: torch.Tensor, centres: torch.Tensor, backend: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Assigns every token to its most similar centre and sums the unit tokens of each centre, `BLOCK_SIZE` tokens at a
+    time (a normalised copy of a whole chunk would double its memory, and allocating it costs more than the work).
+
+    Args:
+        tokens (`torch.Tensor` of shape `(num_tokens, dim)`): the chunk's tokens, not normalised.
+        norms (`torch.FloatTensor` of shape `(num_tokens,)`): their norms.
+        centres (`torch.FloatTensor` of shape `(num_centres, dim)`).
+        backend (`str`): K-means backend of the assignment step (`"auto"`, `"torch"`, `"triton"`).
+
+    Returns:
+        labels (`torch.LongTensor` of shape `(num_tokens,)`, CPU), sums (`torch.DoubleTensor` of shape
+        `(num_centres, dim)`, CPU), counts (`torch.DoubleTensor` of shape `(num_centres,)`, CPU).
+    """
+    step = triton_assign_and_accumulate if resolve_backend(backend, tokens.device) == "triton" else (
+        assign_and_accumulate_torch
+    )
+    every_centre = torch.ones(1, centres.shape[0], dtype=torch.bool, device=tokens.device)
+    labels = []
+    sums = torch.zeros(centres.shape[0], centres.shape[1], dtype=torch.float64)
+    counts = torch.zeros(centres.shape[0], dtype=torch.float64)
+    for start in range(0, tokens.shape[0], BLOCK_SIZE):
+        block = tokens[start : start + BLOCK_SIZE].float() / norms[start : start + BLOCK_SIZE, None]
+        block_labels, block_sums, block_counts = step(block[None], centres[None], every_centre)
+        labels.append(block_labels[0].cpu())
+        sums += block_sums[0].double().cpu()
+        counts += block_counts[0].double().cpu()
+    return torch.cat(labels), sums, counts
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The seed of the draws that fold chunk number `chunk` (0-based) into a codebook of seed `seed`."""
+    return (seed * _CHUNK_SEED_STRIDE + chunk) % (1 << 63)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The codebook
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class IncrementalCodebook:
+    """
+    The cosine codebook and index map of a video fed chunk by chunk (see the module docstring). `backend` is the
+    K-means backend of the first chunk's offline clustering (`"auto"`, `"torch"`, `"triton"`); it does not change the
+    result.
+
+    State (all on the CPU): micro-cluster `sums` `(M, D)` fp64, `counts` `(M,)` int64, `first_positions` `(M,)`,
+    the micro-cluster of every token of every frame seen (`(num_frames, P)`, int16 up to 32767 micro-clusters), and the
+    visible `codebook` `(K, D)` fp32 with `cluster_of_micro` `(M,)`.
+    """
+
+    def __init__(self, settings: CodebookSettings, backend: str = "auto"):
+        self.settings = settings
+        self.backend = backend
+        self.num_chunks = 0
+        self.sums = torch.zeros(0, settings.hidden_size, dtype=torch.float64)
+        self.counts = torch.zeros(0, dtype=torch.long)
+        self.first_positions = torch.zeros(0, dtype=torch.long)
+        self.codebook = torch.zeros(0, settings.hidden_size)
+        self.cluster_of_micro = torch.zeros(0, dtype=torch.long)
+        self._index_dtype = torch.int16 if settings.micro_clusters <= torch.iinfo(torch.int16).max else torch.int32
+        self._micro_index_map = torch.zeros(0, settings.tokens_per_frame, dtype=self._index_dtype)
+        self._num_frames = 0
+
+    @property
+    def num_frames(self) -> int:
+        return self._num_frames
+
+    @property
+    def num_clusters(self) -> int:
+        return self.codebook.shape[0]
+
+    @property
+    def micro_index_map(self) -> torch.Tensor:
+        """The micro-cluster of every token of every frame seen: `(num_frames, tokens_per_frame)`, int16 or int32."""
+        return self._micro_index_map[: self._num_frames]
+
+    def index_map(self, frames: torch.Tensor | list[int] | None = None) -> torch.LongTensor:
+        """
+        The cluster of every token of the frames `frames` (indices into the frames seen; default all), numbered as
+        the rows of `codebook`: `(len(frames), tokens_per_frame)`.
+        """
+        rows = self.micro_index_map if frames is None else self.micro_index_map[torch.as_tensor(frames)]
+        return self.cluster_of_micro[rows.long()]
+
+    def check_tokens(self, tokens: torch.Tensor):
+        """Raises `ValueError` unless `tokens` is a float tensor `(num_frames, tokens_per_frame, hidden_size)` (finiteness
+        is checked by [`fold`] on the way)."""
+        expected = (self.settings.tokens_per_frame, self.settings.hidden_size)
+        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected or tokens.shape[0] == 0:
+            raise ValueError(
+                f"A chunk's tokens must have shape (num_frames >= 1, {expected[0]}, {expected[1]}), got "
+                f"{tuple(tokens.shape)}."
+            )
+        if not tokens.is_floating_point():
+            raise ValueError(f"A chunk's tokens must be floating point, got {tokens.dtype}.")
+
+    @torch.no_grad()
+    def fold(self, tokens: torch.Tensor):
+        """
+        Adds a chunk of frames to the codebook; the chunk is checked before anything changes.
+
+        Args:
+            tokens (`torch.Tensor` of shape `(num_frames, tokens_per_frame, hidden_size)`): the projected tokens of
+                the chunk's frames, any float dtype and device.
+        """
+        self.check_tokens(tokens)
+        if self._num_frames == 0:
+            self._start(tokens)
+        else:
+            self._fold(tokens)
+        self.num_chunks += 1
+
+    def _start(self, tokens: torch.Tensor):
+        """The first chunk: the offline clustering, unchanged."""
+        settings = self.settings
+        num_frames, tokens_per_frame, dim = tokens.shape
+        quantization = quantize_video_tokens(
+            tokens.reshape(1, num_frames * tokens_per_frame, dim),
+            selection_method=settings.selection_method,
+            min_clusters=settings.min_clusters,
+            max_clusters=settings.max_clusters,
+            max_iterations=settings.max_iterations,
+            tolerance=settings.tolerance,
+            seed=settings.seed,
+            backend=self.backend,
+        )
+        num_clusters = int(quantization.num_clusters[0])
+        labels = quantization.index_maps[0].cpu()
+        sums, counts = partition_sums(tokens.reshape(-1, dim).float().cpu(), labels, num_clusters)
+        # clusters are numbered by first appearance, empty ones last: the non-empty ones are 0..M-1
+        num_micro = int((counts > 0).sum())
+        positions = torch.arange(labels.shape[0])
+        self.sums, self.counts = sums[:num_micro], counts[:num_micro].long()
+        self.first_positions = torch.full((num_micro,), labels.shape[0]).scatter_reduce_(
+            0, labels, positions, reduce="amin"
+        )
+        self.codebook = quantization.codebooks[0, :num_clusters].float().cpu()
+        self.cluster_of_micro = torch.arange(num_micro)
+        self._append_rows(labels.view(num_frames, tokens_per_frame))
+
+    def _fold(self, tokens: torch.Tensor):
+        settings = self.settings
+        num_frames, tokens_per_frame, dim = tokens.shape
+        rows = tokens.reshape(-1, dim)
+        num_tokens = rows.shape[0]
+        norms = torch.linalg.vector_norm(rows.float(), dim=-1).clamp_min(NORM_EPSILON)
+        if not bool(torch.isfinite(norms).all()):
+            raise ValueError("The chunk's tokens contain NaN or infinite values.")
+        seed = chunk_seed(settings.seed, self.num_chunks)
+
+        # the chunk's own clusters: K-means on a sample of the chunk, then every token to its most similar centre
+        if num_tokens > SAMPLE_SIZE:
+            generator = torch.Generator().manual_seed(seed)
+            picked = torch.randperm(num_tokens, generator=generator)[:SAMPLE_SIZE].to(rows.device)
+            sample = rows[picked].float() / norms[picked, None]
+        else:
+            sample = rows.float() / norms[:, None]
+        fit = quantize_video_tokens(
+            sample[None],
+            max_clusters=min(settings.chunk_clusters, sample.shape[0]),
+            max_iterations=settings.max_iterations,
+            tolerance=settings.tolerance,
+            seed=seed,
+            backend=self.backend,
+        )
+        centres = fit.codebooks[0, torch.unique(fit.index_maps[0])]
+        labels, chunk_sums, chunk_counts = assign_in_blocks(rows, norms, centres, self.backend)
+        kept = chunk_counts > 0
+        lookup = torch.full((centres.shape[0],), -1, dtype=torch.long)
+        lookup[kept] = torch.arange(int(kept.sum()))
+        labels = lookup[labels]
+
+        offset = self._num_frames * tokens_per_frame
+        end = offset + num_tokens
+        chunk_first = torch.full((int(kept.sum()),), end).scatter_reduce_(
+            0, labels, torch.arange(offset, end), reduce="amin"
+        )
+        num_old = self.counts.shape[0]
+        sums = torch.cat([self.sums, chunk_sums[kept]])
+        counts = torch.cat([self.counts.double(), chunk_counts[kept]])
+        first_positions = torch.cat([self.first_positions, chunk_first])
+
+        # old micro-clusters and the chunk's clusters, merged down to the budget by Ward's rule
+        groups = torch.arange(counts.shape[0])
+        if counts.shape[0] > settings.micro_clusters:
+            merges, _ = ward_merges(sums, counts, settings.micro_clusters)
+            groups = groups_after_merges(counts.shape[0], merges)
+            num_groups = settings.micro_clusters
+            sums = torch.zeros(num_groups, dim, dtype=torch.float64).index_add_(0, groups, sums)
+            counts = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, counts)
+            first_positions = torch.full((num_groups,), end).scatter_reduce_(0, groups, first_positions, reduce="amin")
+        self._relabel(groups[:num_old])
+        self.sums, self.counts, self.first_positions = sums, counts.long(), first_positions
+        self._append_rows(groups[num_old + labels].view(num_frames, tokens_per_frame))
+        self.codebook, self.cluster_of_micro = select_codebook(sums, counts, first_positions, settings)
+
+    def _relabel(self, lookup: torch.Tensor):
+        """Maps every stored micro-cluster id `i` to `lookup[i]`, a block of frames at a time."""
+        if torch.equal(lookup, torch.arange(lookup.shape[0])):
+            return
+        block = max(1, (1 << 20) // self.settings.tokens_per_frame)
+        for start in range(0, self._num_frames, block):
+            rows = self._micro_index_map[start : min(start + block, self._num_frames)]
+            rows.copy_(lookup[rows.long()].to(self._index_dtype))
+
+    def _append_rows(self, rows: torch.Tensor):
+        needed = self._num_frames + rows.shape[0]
+        if needed > self._micro_index_map.shape[0]:
+            capacity = max(needed, 2 * self._micro_index_map.shape[0])
+            grown = torch.zeros(capacity, self.settings.tokens_per_frame, dtype=self._index_dtype)
+            grown[: self._num_frames] = self.micro_index_map
+            self._micro_index_map = grown
+        self._micro_index_map[self._num_frames : needed] = rows.to(self._index_dtype)
+        self._num_frames = needed
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # Saving and restoring
+    # -----------------------------------------------------------------------------------------------------------------
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The whole state as named CPU tensors (with [`settings`] and `num_chunks`, enough to go on)."""
+        return {
+            "stream_sums": self.sums.contiguous(),
+            "stream_counts": self.counts.contiguous(),
+            "stream_first_positions": self.first_positions.contiguous(),
+            "stream_index_map": self.micro_index_map.contiguous(),
+            "stream_cluster_of_micro": self.cluster_of_micro.contiguous(),
+            "stream_codebook": self.codebook.clone(),
+        }
+
+    @classmethod
+    def from_state_tensors(
+        cls, settings: CodebookSettings, num_chunks: int, tensors: dict[str, torch.Tensor], backend: str = "auto"
+    ) -> "IncrementalCodebook":
+        """Rebuilds a codebook from [`state_tensors`]; raises `ValueError` when they do not fit together."""
+        codebook = cls(settings, backend)
+        try:
+            sums, counts = tensors["stream_sums"].double(), tensors["stream_counts"].long()
+            first_positions = tensors["stream_first_positions"].long()
+            micro_index_map = tensors["stream_index_map"]
+            cluster_of_micro = tensors["stream_cluster_of_micro"].long()
+            visible = tensors["stream_codebook"].float()
+        except KeyError as error:
+            raise ValueError(f"missing stream tensor {error}") from None
+        num_micro = counts.shape[0]
+        consistent = (
+            sums.shape == (num_micro, settings.hidden_size)
+            and first_positions.shape == (num_micro,)
+            and cluster_of_micro.shape == (num_micro,)
+            and micro_index_map.ndim == 2
+            and micro_index_map.shape[1] == settings.tokens_per_frame
+            and visible.ndim == 2
+            and visible.shape[1] == settings.hidden_size
+            and num_micro <= settings.micro_clusters
+            and bool((counts > 0).all())
+            and (micro_index_map.numel() == 0 or 0 <= int(micro_index_map.min()) <= int(micro_index_map.max()) < num_micro)
+            and (num_micro == 0 or 0 <= int(cluster_of_micro.min()) <= int(cluster_of_micro.max()) < visible.shape[0])
+            and int(counts.sum()) == micro_index_map.numel()
+        )
+        if not consistent:
+            raise ValueError("the stream tensors do not fit together (shapes, counts or cluster ids)")
+        codebook.sums, codebook.counts, codebook.first_positions = sums, counts, first_positions
+        codebook.cluster_of_micro, codebook.codebook = cluster_of_micro, visible
+        codebook._append_rows(micro_index_map)
+        codebook.num_chunks = num_chunks
+        return codebook
+
+
+__all__ = [
+    "CodebookSettings",
+    "IncrementalCodebook",
+    "STREAM_SELECTION_METHODS",
+    "chunk_seed",
+    "cosine_distortion",
+    "group_lloyd",
+    "groups_after_merges",
+    "partition_sums",
+    "seed_new_centres",
+    "select_codebook",
+    "ward_merges",
+]

@@ -485,6 +485,22 @@ def _collect_videos(inputs: list, recursive: bool = True) -> list[tuple[Path, Pa
     return pairs
 
 
+def output_paths(inputs: list, output_dir, recursive: bool = True) -> list[tuple[Path, Path]]:
+    """
+    `(video, .vqt file)` for every video file given and every video in every folder given, the files under
+    `output_dir` (a folder's layout is kept).
+
+    Raises:
+        ValueError: two inputs would write the same file.
+    """
+    pairs = _collect_videos(inputs, recursive)
+    names = [name for _, name in pairs]
+    duplicates = sorted({str(name) for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Several inputs would write the same output file(s) {duplicates}: encode them separately.")
+    return [(source, Path(output_dir) / name) for source, name in pairs]
+
+
 def output_is_current(output: Path, model, source: str, processor=None, num_frames: int | None = None) -> bool:
     """Whether `output` is a valid `.vqt` of the video with fingerprint `source` for `model` (resume check)."""
     try:
@@ -516,16 +532,10 @@ def encode_folder(
     """
     from tqdm.auto import tqdm
 
-    output_dir = Path(output_dir)
-    pairs = _collect_videos(inputs, recursive)
-    names = [name for _, name in pairs]
-    duplicates = sorted({str(name) for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"Several inputs would write the same output file(s) {duplicates}: encode them separately.")
+    pairs = output_paths(inputs, output_dir, recursive)
     report = EncodeReport()
     bar = tqdm(pairs, desc="encoding videos", unit="video", disable=not progress)
-    for source, name in bar:
-        output = output_dir / name
+    for source, output in bar:
         bar.set_postfix_str(source.name, refresh=False)
         try:
             fingerprint = source_fingerprint(source)

@@ -8,6 +8,8 @@
 import logging
 from pathlib import Path
 
+from .cli import add_stream_arguments
+
 
 def add_encode_arguments(parser, model_arguments: bool = True):
     """
@@ -21,7 +23,10 @@ def add_encode_arguments(parser, model_arguments: bool = True):
         parser.add_argument("--model", default=None,
                             help="model folder or Hub id (default: the built-in default model)")
         parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
-    parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
+    add_stream_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-encode videos whose .vqt is already valid (with --fps: start afresh instead of "
+                             "resuming a stream file)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_encode)
     return parser
@@ -36,13 +41,17 @@ def run_encode(args, load=None) -> int:
 
     from .demo import load_model_and_processor
 
-    model, processor = load() if load is not None else load_model_and_processor(args.model)
     output = Path(args.output)
     single = output.suffix.lower() == CACHE_SUFFIX
-    if single:
-        if len(args.videos) != 1 or Path(args.videos[0]).is_dir():
-            print("error: a .vqt output path takes exactly one video file; give a folder for several")
-            return 2
+    if single and (len(args.videos) != 1 or Path(args.videos[0]).is_dir()):
+        print("error: a .vqt output path takes exactly one video file; give a folder for several")
+        return 2
+    model, processor = load() if load is not None else load_model_and_processor(args.model)
+    if args.fps is not None:
+        report = encode_streams(model, processor, args, output, single)
+        if isinstance(report, int):
+            return report
+    elif single:
         report = EncodeReport()
         try:
             source = source_fingerprint(args.videos[0])
@@ -58,6 +67,39 @@ def run_encode(args, load=None) -> int:
                                progress=not args.no_progress)
     print(report.summary())
     return 1 if report.failed else 0
+
+
+def encode_streams(model, processor, args, output: Path, single: bool):
+    """
+    `vqtoken encode --fps`: streams each video into its `.vqt` file (`vqtoken.streaming.encode_stream`: window by
+    window, with checkpoints; a stream file already there of the same video and model is resumed).
+
+    Returns:
+        [`EncodeReport`], or an exit code (2) for settings a stream cannot use.
+    """
+    from tqdm.auto import tqdm
+
+    from .cache import EncodeReport, output_paths
+    from .streaming import VideoStream, encode_stream
+
+    try:
+        VideoStream(model, processor, attention_frames=args.frames)
+    except ValueError as error:
+        print(f"error: argument --fps: {error}")
+        return 2
+    pairs = [(Path(args.videos[0]), output)] if single else output_paths(args.videos, output)
+    report = EncodeReport()
+    for source, target in pairs:
+        bar = tqdm(total=0, desc=f"streaming {source.name}", unit="frame", disable=args.no_progress, leave=False)
+        try:
+            added = encode_stream(model, processor, source, target, args.fps, attention_frames=args.frames,
+                                  window=args.chunk_frames, overwrite=args.overwrite, progress=bar)
+            (report.written if added else report.skipped).append(target)
+        except Exception as error:  # one bad file must not stop a folder
+            report.failed.append((str(source), f"{type(error).__name__}: {error}"))
+        finally:
+            bar.close()
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

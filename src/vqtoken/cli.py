@@ -46,6 +46,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------------------- shared
 
 
@@ -64,6 +74,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_frames: int = 3
     parser.add_argument("--max-clusters", type=positive_int, metavar="K", help="override vqtoken_max_clusters")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="'auto': bfloat16 on CUDA, float32 on CPU")
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser):
+    """`--fps` (stream the video: decode, encode and cluster it window by window) and `--chunk-frames`."""
+    parser.add_argument(
+        "--fps", type=positive_float,
+        help="sample this many frames per second of video and stream them: decoded, encoded and clustered "
+             "--chunk-frames at a time, so memory does not grow with the video's length; --frames is then the number "
+             "of index-map rows the VQ-Attention reads, spread over the whole video",
+    )
+    parser.add_argument("--chunk-frames", type=positive_int, default=32,
+                        help="frames per chunk with --fps (default 32)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser):
@@ -165,12 +187,13 @@ def load_model(args):
     return model, processor, label
 
 
-def progress(args, total: int, description: str):
-    """A progress bar over `total` steps on stderr; off with `--quiet` or when stderr is not a terminal."""
+def progress(args, total: int, description: str, unit: str = "it"):
+    """A progress bar over `total` steps on stderr (rate and ETA per `unit`); off with `--quiet` or when stderr is not
+    a terminal."""
     from tqdm.auto import tqdm
 
     disable = getattr(args, "quiet", False) or not sys.stderr.isatty()
-    return tqdm(total=total, desc=description, file=sys.stderr, disable=disable, leave=False)
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=disable, leave=False)
 
 
 @contextlib.contextmanager
@@ -235,17 +258,63 @@ def add_ask(subparsers):
     parser.add_argument("video", help="path of the video file, or of a .vqt file written by `vqtoken encode`")
     parser.add_argument("question", help="the question, e.g. \"What happens in this video?\"")
     add_model_arguments(parser)
+    add_stream_arguments(parser)
     parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="longest answer in tokens (default 64)")
     add_output_arguments(parser)
     parser.set_defaults(run=run_ask)
 
 
 def run_ask(args) -> int:
-    from .cache import ask_cached, is_cached_video
+    from .cache import is_cached_video
     from .demo import format_report
-    from .inference import answer_prompts, decode_videos, video_prompt
 
     video = check_video_path(args.video)
+    if args.fps is not None:
+        if is_cached_video(video):
+            raise UsageError("argument --fps: a .vqt file is already encoded; --fps samples a video file")
+        result, label = _ask_streaming(args, video)
+    else:
+        result, label = _ask_offline(args, video)
+    if args.json:
+        report = {"video": str(video), "question": args.question, "model": args.model, "model_label": label,
+                  **result.to_dict()}
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(result, f"VQToken - {label}"))
+    return 0
+
+
+def new_stream(model, processor, args):
+    """A [`VideoStream`] of `model` reading `--frames` index-map rows; settings a stream cannot use are a usage error."""
+    from .streaming import VideoStream
+
+    try:
+        return VideoStream(model, processor, attention_frames=args.frames)
+    except ValueError as error:
+        raise UsageError(f"argument --fps: {error}") from None
+
+
+def _ask_streaming(args, video: Path):
+    """`vqtoken ask VIDEO Q --fps F`: stream the video window by window, then ask."""
+    model, processor, label = load_model(args)
+    stream = new_stream(model, processor, args)
+    start = time.perf_counter()
+    windows = stream.windows(str(video), args.fps, args.chunk_frames)
+    with progress(args, windows.num_frames, "streaming the video", unit="frame") as bar:
+        for window in windows:
+            stream.add_window(window)
+            bar.update(len(window.indices))
+            bar.set_postfix_str(f"K={stream.num_clusters}", refresh=False)
+    elapsed = time.perf_counter() - start
+    result = stream.ask(args.question, max_new_tokens=args.max_new_tokens)
+    result.timings = {"stream": elapsed, **result.timings}
+    return result, label
+
+
+def _ask_offline(args, video: Path):
+    from .cache import ask_cached, is_cached_video
+    from .inference import answer_prompts, decode_videos, video_prompt
+
     with progress(args, 3, "loading the model") as bar:
         with step(bar, "loading the model"):
             model, processor, label = load_model(args)
@@ -265,13 +334,7 @@ def run_ask(args) -> int:
                 result = answer_prompts(
                     model, processor, [prompt], decoded, max_new_tokens=args.max_new_tokens, timings=timings
                 )[0]
-    if args.json:
-        report = {"video": str(video), "question": args.question, "model": args.model, "model_label": label,
-                  **result.to_dict()}
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(result, f"VQToken - {label}"))
-    return 0
+    return result, label
 
 
 # -------------------------------------------------------------------------------------------------------- visualize

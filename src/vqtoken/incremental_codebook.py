@@ -6,30 +6,30 @@ of 896 floats at release size, 9.4 GB before clustering starts. Here only one ch
 
 - the **first chunk** is clustered by the offline function itself (same settings, same seed), so a video given in one
   chunk gets exactly the offline codebook and index map;
-- the codebook of everything seen is kept as **micro-clusters**: fp64 member sums and counts, and the first token
-  position of each (at most `micro_clusters` of them, twice `max_clusters` by default). A micro-cluster's members
-  are frozen: their tokens are gone, only the micro-cluster they joined is kept, in an int16 index map;
-- **folding a chunk** seeds new centres where the chunk is far from every existing centre (k-means++ continued
-  from the existing centres, on a sample of the chunk: new content gets its own centres), assigns every token of the
-  chunk to the most similar centre (the released rule: largest dot product with the cluster mean), adds the chunk's
-  sums and counts, drops centres that got no token and, above the budget, merges the cheapest pairs by Ward's rule
-  (the exact distortion increase, read off sums and counts) and relabels the index map;
+- everything seen is kept as **micro-clusters**: fp64 sums of unit tokens, counts and the position of the first token
+  of each, at most `micro_clusters` of them (8 * `max_clusters` by default), and the micro-cluster of every token
+  seen in an int16 index map. A token's micro-cluster is fixed when its chunk is folded: the tokens are gone;
+- **folding a chunk** clusters the chunk on its own (the offline K-means with `chunk_clusters` = 4 * `max_clusters`
+  centres fitted on a sample of the chunk, then every token of the chunk to its most similar centre: the released
+  rule), adds the chunk's clusters to the micro-clusters and merges the cheapest pairs by Ward's rule (the exact
+  increase of the distortion, read off sums and counts) until `micro_clusters` are left. New content has clusters of
+  its own in the chunk and keeps them when merging it away would cost more than merging older micro-clusters;
 - the **visible codebook** (`K` within `[min_clusters, max_clusters]`) groups the micro-clusters as the offline
-  adaptive search groups its fitted clusters: Ward merges down to `K` (fixed selection) or to `min_clusters` with
-  the elbow rule on the exact distortion of every candidate `K`, then Lloyd iterations over micro-clusters (each
-  moves whole, to the centre its members prefer in sum), numbered by first appearance in the index map.
+  adaptive search groups its fitted clusters: Ward merges down to `max_clusters` (fixed selection), or down to
+  `min_clusters` with the elbow rule on the exact distortion of each candidate `K`; then Lloyd iterations in which
+  micro-clusters move whole; clusters are numbered by first appearance in the index map, as offline.
 
-Every step is a function of the state and of a seed derived from `seed` and the chunk number: the same chunks give
-the same codebook. Reading the codebook does not change the state.
+Every step is a function of the state, the chunk and a seed derived from `seed` and the chunk number: the same chunks
+give the same codebook. Reading the codebook does not change the state.
 """
 
 import logging
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from .modeling.vqtoken_kmeans import (
-    KMEANS_PLUS_PLUS_EPSILON,
     assign_and_accumulate_torch,
     choose_num_clusters_elbow,
     partition_distortion,
@@ -49,6 +49,8 @@ BLOCK_SIZE = 4096
 NORM_EPSILON = 1e-12
 """Smallest norm a token is divided by (as `torch.nn.functional.normalize`)."""
 _CHUNK_SEED_STRIDE = 1_000_003
+RESTARTS = 4
+"""k-means++ seedings tried besides Ward's partition when grouping micro-clusters into the visible codebook."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,8 @@ class CodebookSettings:
         min_clusters, max_clusters, selection_method, max_iterations, tolerance, seed: as the `vqtoken_*` settings of
             the offline clustering (`selection_method` is `"fixed"`, `"elbow"` or `"elbow_corrected"`: the
             silhouette needs every token at once).
-        micro_clusters: the most micro-clusters kept between chunks (default `2 * max_clusters`).
-        fold_iterations: assignment passes over each chunk after the first (1: assign once to the existing and the
-            new centres).
+        micro_clusters: the most micro-clusters kept between chunks (default, or 0: `8 * max_clusters`).
+        chunk_clusters: the clusters each chunk is cut into (default, or 0: `4 * max_clusters`).
     """
 
     tokens_per_frame: int
@@ -84,11 +85,11 @@ class CodebookSettings:
                 f"{self.selection_method!r}: the silhouette needs every token of the video at once."
             )
         if self.micro_clusters == 0:
-            object.__setattr__(self, "micro_clusters", 4 * self.max_clusters)
+            object.__setattr__(self, "micro_clusters", 8 * self.max_clusters)
         if self.chunk_clusters == 0:
-            object.__setattr__(self, "chunk_clusters", self.max_clusters)
+            object.__setattr__(self, "chunk_clusters", 4 * self.max_clusters)
         for name in ("tokens_per_frame", "hidden_size", "min_clusters", "max_clusters", "max_iterations",
-                     "chunk_clusters", "micro_clusters"):
+                     "micro_clusters", "chunk_clusters"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -99,7 +100,7 @@ class CodebookSettings:
 
     @classmethod
     def from_config(cls, config, **stream_settings) -> "CodebookSettings":
-        """The settings of a [`VQTokenLlavaOnevisionConfig`] (`micro_clusters`, `fold_iterations` as given)."""
+        """The settings of a [`VQTokenLlavaOnevisionConfig`] (`micro_clusters`, `chunk_clusters` as given)."""
         return cls(
             tokens_per_frame=config.vqtoken_tokens_per_frame,
             hidden_size=config.text_config.hidden_size,
@@ -124,9 +125,11 @@ class CodebookSettings:
 def ward_merges(sums: torch.Tensor, counts: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Greedy Ward merging of clusters from their sums and counts, down to `target` clusters. Merging `a` and `b` raises
-    the squared-Euclidean distortion by exactly `n_a n_b / (n_a + n_b) |c_a - c_b|^2`; each step merges the cheapest
-    pair (the lowest `(a, b)` in row-major order on ties, `a < b`). The same merges as `ward_merge_tree` of the
-    offline adaptive search, with the cost matrix updated one row per merge instead of recomputed.
+    the squared-Euclidean distortion by exactly `W(a, b) = n_a n_b / (n_a + n_b) |c_a - c_b|^2`; each step merges the
+    cheapest pair (the lowest `(a, b)` in row-major order on ties, `a < b`). The same merges as `ward_merge_tree` of
+    the offline adaptive search, but the costs of a merged cluster come from the Lance-Williams update
+    `W(k, a+b) = ((n_k + n_a) W(k, a) + (n_k + n_b) W(k, b) - n_k W(a, b)) / (n_k + n_a + n_b)` (O(clusters) per
+    merge instead of O(clusters x dim)), and each row's cheapest partner is kept up to date.
 
     Args:
         sums (`torch.Tensor` of shape `(num_clusters, dim)`), counts (`torch.Tensor` of shape `(num_clusters,)`):
@@ -138,47 +141,49 @@ def ward_merges(sums: torch.Tensor, counts: torch.Tensor, target: int) -> tuple[
             `num_merges = max(0, num_clusters - target)`.
         costs (`torch.DoubleTensor` of shape `(num_merges,)`): the distortion increase of each step.
     """
+    return ward_merges_from_gram(sum_gram(sums), counts, target)
+
+
+def ward_merges_from_gram(gram: torch.Tensor, counts: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[`ward_merges`] from the Gram matrix of the sums (see [`sum_gram`]) instead of the sums."""
     num_clusters = counts.shape[0]
     num_merges = max(0, num_clusters - target)
-    sums = sums.double().clone()
-    counts = counts.double().clone()
-    means = sums / counts[:, None]
-    sq_norms = means.square().sum(-1)
-    pair_counts = counts[:, None] * counts[None, :] / (counts[:, None] + counts[None, :])
-    cost = pair_counts * (sq_norms[:, None] + sq_norms[None, :] - 2.0 * means @ means.T).clamp_min(0.0)
-    # cost[a, b] is kept for a < b only; each row's cheapest partner is kept up to date
-    cost.masked_fill_(~torch.ones_like(cost, dtype=torch.bool).triu(diagonal=1), float("inf"))
-    row_min, row_partner = cost.min(dim=1)
-    alive = torch.ones(num_clusters, dtype=torch.bool)
-    merges = torch.empty(num_merges, 2, dtype=torch.long)
-    costs = torch.empty(num_merges, dtype=torch.float64)
+    # a few hundred clusters at most: numpy keeps the per-merge overhead low
+    counts = counts.double().cpu().numpy().copy()
+    cost = mean_sq_distances(gram, torch.from_numpy(counts)).numpy()
+    cost *= counts[:, None] * counts[None, :] / (counts[:, None] + counts[None, :])
+    np.fill_diagonal(cost, np.inf)
+    row_partner = cost.argmin(axis=1)
+    row_min = cost[np.arange(num_clusters), row_partner]
+    merges = np.empty((num_merges, 2), dtype=np.int64)
+    costs = np.empty(num_merges, dtype=np.float64)
     for step in range(num_merges):
+        # the first row holding the smallest cost is the smaller cluster of the cheapest pair
         keep = int(row_min.argmin())
         merged = int(row_partner[keep])
-        merges[step, 0], merges[step, 1] = keep, merged
+        merges[step] = keep, merged
         costs[step] = cost[keep, merged]
-        sums[keep] += sums[merged]
-        counts[keep] += counts[merged]
-        means[keep] = sums[keep] / counts[keep]
-        sq_norms[keep] = means[keep].square().sum()
-        alive[merged] = False
-        cost[merged, :] = float("inf")
-        cost[:, merged] = float("inf")
-        sq_distance = (sq_norms + sq_norms[keep] - 2.0 * (means @ means[keep])).clamp_min(0.0)
-        row = (counts[keep] * counts / (counts[keep] + counts) * sq_distance).masked_fill(~alive, float("inf"))
-        cost[keep, keep + 1 :] = row[keep + 1 :]
-        cost[:keep, keep] = row[:keep]
-        # rows whose cheapest partner was merged or changed are recomputed; others may now prefer `keep`
-        stale = (row_partner == merged) | (row_partner == keep)
-        stale[keep] = True
-        stale[merged] = False
-        row_min[merged] = float("inf")
-        row_min[stale], row_partner[stale] = cost[stale].min(dim=1)
-        column = cost[:keep, keep]
-        cheaper = (column < row_min[:keep]) | ((column == row_min[:keep]) & (row_partner[:keep] > keep))
-        row_min[:keep] = torch.where(cheaper, column, row_min[:keep])
-        row_partner[:keep] = torch.where(cheaper, keep, row_partner[:keep])
-    return merges, costs
+        n_keep, n_merged = counts[keep], counts[merged]
+        row = ((counts + n_keep) * cost[keep] + (counts + n_merged) * cost[merged] - counts * costs[step]) / (
+            counts + n_keep + n_merged
+        )
+        counts[keep] += n_merged
+        cost[keep, :] = row
+        cost[:, keep] = row
+        cost[merged, :] = np.inf
+        cost[:, merged] = np.inf
+        cost[keep, keep] = np.inf
+        # rows whose cheapest partner was merged or changed are recomputed; the others may now prefer `keep`
+        row_min[merged] = np.inf
+        stale = np.flatnonzero((row_partner == merged) | (row_partner == keep))
+        stale = np.union1d(stale[stale != merged], [keep])
+        row_partner[stale] = cost[stale].argmin(axis=1)
+        row_min[stale] = cost[stale, row_partner[stale]]
+        column = cost[:, keep]
+        cheaper = (column < row_min) | ((column == row_min) & (row_partner > keep))
+        row_min = np.where(cheaper, column, row_min)
+        row_partner = np.where(cheaper, keep, row_partner)
+    return torch.from_numpy(merges), torch.from_numpy(costs)
 
 
 def groups_after_merges(num_clusters: int, merges: torch.Tensor) -> torch.Tensor:
@@ -189,48 +194,47 @@ def groups_after_merges(num_clusters: int, merges: torch.Tensor) -> torch.Tensor
         `torch.LongTensor` of shape `(num_clusters,)`: group ids `0..num_groups-1`, in the order of each group's
         smallest cluster id.
     """
-    owner = torch.arange(num_clusters)
+    owner = list(range(num_clusters))
     for keep, merged in merges.tolist():
-        owner[owner == merged] = keep
+        owner[merged] = keep
+    # follow each cluster to the cluster it was last merged into
+    for cluster in range(num_clusters):
+        root = cluster
+        while owner[root] != root:
+            root = owner[root]
+        owner[cluster] = root
+    owner = torch.tensor(owner)
     return torch.unique(owner, return_inverse=True)[1]
 
 
-def seed_new_centres(
-    tokens: torch.Tensor, centres: torch.Tensor, num_new: int, generator: torch.Generator, sample_size: int
-) -> torch.Tensor:
+def sum_gram(sums: torch.Tensor) -> torch.Tensor:
     """
-    k-means++ continued from existing centres: each new centre is a token drawn with probability proportional to its
-    squared Euclidean distance to the nearest centre so far (existing or new), plus 1e-6. Tokens close to an existing
-    centre are almost never drawn, so new content gets new centres.
-
-    Args:
-        tokens (`torch.FloatTensor` of shape `(num_tokens, dim)`): unit-normalised tokens of the chunk.
-        centres (`torch.FloatTensor` of shape `(num_centres, dim)`): existing centres (cluster means).
-        num_new (`int`): centres to draw.
-        generator: CPU generator of the sample and the draws.
-        sample_size (`int`): the draw is made among this many tokens of the chunk, chosen at random (all if fewer).
-
-    Returns:
-        `torch.FloatTensor` of shape `(num_new, dim)`.
+    `sums @ sums.T` in fp64 on the CPU: `(num_clusters, num_clusters)`. Everything the grouping of micro-clusters
+    needs (distances between means, group centres, distortions) is read off it and the counts, without `dim`.
     """
-    num_tokens = tokens.shape[0]
-    if num_tokens > sample_size:
-        tokens = tokens[torch.randperm(num_tokens, generator=generator)[:sample_size].to(tokens.device)]
-    draws = torch.rand(num_new, generator=generator, dtype=torch.float64).to(tokens.device)
-    # |x - c|^2 = 1 + |c|^2 - 2 x.c for a unit token x
-    sq_distance = 1.0 + centres.square().sum(-1)[None, :] - 2.0 * tokens @ centres.T
-    min_sq_distance = sq_distance.min(dim=1).values.clamp_min(0.0)
-    chosen = []
-    for step in range(num_new):
-        cumulative = (min_sq_distance + KMEANS_PLUS_PLUS_EPSILON).double().cumsum(0)
-        index = int(torch.searchsorted(cumulative, draws[step : step + 1] * cumulative[-1], right=True).clamp(
-            max=tokens.shape[0] - 1))
-        chosen.append(tokens[index])
-        min_sq_distance = torch.minimum(min_sq_distance, (2.0 - 2.0 * tokens @ tokens[index]).clamp_min(0.0))
-    return torch.stack(chosen)
+    sums = sums.double().cpu()
+    return sums @ sums.T
 
 
-def group_lloyd(sums: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor, max_iterations: int) -> torch.Tensor:
+def mean_sq_distances(gram: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Squared distances `|S_i / n_i - S_j / n_j|^2` between cluster means, from [`sum_gram`] and counts."""
+    dots = gram / (counts[:, None] * counts[None, :])
+    sq_norms = dots.diagonal()
+    return (sq_norms[:, None] + sq_norms[None, :] - 2.0 * dots).clamp_min(0.0)
+
+
+def group_distortion(gram: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor) -> float:
+    """
+    Squared-Euclidean distortion of unit tokens grouped as `groups` (each cluster whole in its group):
+    `sum_g (m_g - |T_g|^2 / m_g)`, `T_g` and `m_g` the sums and counts of group `g`.
+    """
+    membership = torch.nn.functional.one_hot(groups).double()
+    group_counts = counts @ membership
+    group_sq_norms = (membership * (gram @ membership)).sum(0)
+    return float((group_counts - group_sq_norms / group_counts).sum())
+
+
+def group_lloyd(gram: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor, max_iterations: int) -> torch.Tensor:
     """
     Lloyd iterations over clusters that move whole, on the squared-Euclidean distortion that Ward's rule minimises:
     each cluster joins the group centre nearest to its mean, each centre is the mean of its groups' members; stops
@@ -238,25 +242,53 @@ def group_lloyd(sums: torch.Tensor, counts: torch.Tensor, groups: torch.Tensor, 
     loses every cluster disappears.
 
     Args:
-        sums (`torch.DoubleTensor` of shape `(num_clusters, dim)`), counts (`torch.DoubleTensor` of shape
-            `(num_clusters,)`).
+        gram (`torch.DoubleTensor` of shape `(num_clusters, num_clusters)`): [`sum_gram`] of the clusters' sums.
+        counts (`torch.DoubleTensor` of shape `(num_clusters,)`).
         groups (`torch.LongTensor` of shape `(num_clusters,)`): initial group of each cluster, ids `0..G-1`.
 
     Returns:
         `torch.LongTensor` of shape `(num_clusters,)`: final groups, ids `0..G'-1` in the order of the initial ids.
     """
-    num_groups = int(groups.max()) + 1
-    centres = torch.zeros(num_groups, sums.shape[1], dtype=torch.float64).index_add_(0, groups, sums)
-    centres /= torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, counts)[:, None]
     for _ in range(max_iterations):
-        # argmin |mean - c|^2 = argmax (mean.c - |c|^2 / 2): each move lowers the squared-Euclidean distortion
-        new_groups = (sums @ centres.T / counts[:, None] - 0.5 * centres.square().sum(-1)).argmax(dim=1)
+        membership = torch.nn.functional.one_hot(groups).double()
+        group_counts = counts @ membership
+        to_groups = gram @ membership  # S_i . T_g
+        group_sq_norms = (membership * to_groups).sum(0)  # |T_g|^2
+        # argmin |mean_i - c_g|^2 = argmax (mean_i . c_g - |c_g|^2 / 2), c_g = T_g / m_g
+        scores = to_groups / (counts[:, None] * group_counts[None, :]) - 0.5 * group_sq_norms / group_counts.square()
+        new_groups = scores.argmax(dim=1)
         if torch.equal(new_groups, groups):
             break
-        groups = new_groups
-        group_sums = torch.zeros_like(centres).index_add_(0, groups, sums)
-        group_counts = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, counts)
-        centres = torch.where(group_counts[:, None] > 0, group_sums / group_counts.clamp_min(1.0)[:, None], centres)
+        groups = torch.unique(new_groups, return_inverse=True)[1]
+    return torch.unique(groups, return_inverse=True)[1]
+
+
+def seed_groups(gram: torch.Tensor, counts: torch.Tensor, num_groups: int, generator: torch.Generator) -> torch.Tensor:
+    """
+    k-means++ over clusters weighted by their counts: the first centre is a cluster mean drawn with probability
+    proportional to its count, each next one with probability proportional to count times squared distance to the
+    nearest centre so far; every cluster then joins its nearest centre.
+
+    Args:
+        gram (`torch.DoubleTensor` of shape `(num_clusters, num_clusters)`): [`sum_gram`] of the clusters' sums.
+        counts (`torch.DoubleTensor` of shape `(num_clusters,)`).
+
+    Returns:
+        `torch.LongTensor` of shape `(num_clusters,)`: groups `0..G-1` (`G <= num_groups`).
+    """
+    sq_distances = mean_sq_distances(gram, counts)
+    draws = torch.rand(num_groups, generator=generator, dtype=torch.float64)
+    chosen = []
+    weights = counts
+    min_sq_distance = torch.full_like(counts, float("inf"))
+    for step in range(num_groups):
+        cumulative = weights.cumsum(0)
+        index = int(torch.searchsorted(cumulative, draws[step : step + 1] * cumulative[-1], right=True).clamp(
+            max=counts.shape[0] - 1))
+        chosen.append(index)
+        min_sq_distance = torch.minimum(min_sq_distance, sq_distances[index])
+        weights = counts * min_sq_distance
+    groups = sq_distances[:, chosen].argmin(dim=1)
     return torch.unique(groups, return_inverse=True)[1]
 
 
@@ -298,7 +330,8 @@ def select_codebook(
     max_clusters = min(settings.max_clusters, num_micro)
     min_clusters = min(settings.min_clusters, max_clusters)
     adaptive = settings.selection_method != "fixed" and max_clusters - min_clusters >= 2
-    merges, costs = ward_merges(sums, counts, min_clusters if adaptive else max_clusters)
+    gram = sum_gram(sums)
+    merges, costs = ward_merges_from_gram(gram, counts, min_clusters if adaptive else max_clusters)
     chosen = max_clusters
     if adaptive:
         candidates = list(range(min_clusters, max_clusters + 1))
@@ -308,8 +341,13 @@ def select_codebook(
         chosen = choose_num_clusters_elbow(
             candidate_distortions, candidates, settings.selection_method == "elbow_corrected"
         )
-    groups = groups_after_merges(num_micro, merges[: num_micro - chosen])
-    groups = group_lloyd(sums, counts, groups, settings.max_iterations)
+    # Lloyd from Ward's partition and from RESTARTS k-means++ seedings; the lowest distortion wins
+    generator = torch.Generator().manual_seed(settings.seed)
+    starts = [groups_after_merges(num_micro, merges[: num_micro - chosen])]
+    starts += [seed_groups(gram, counts, chosen, generator) for _ in range(RESTARTS)]
+    refined = [group_lloyd(gram, counts, start, settings.max_iterations) for start in starts]
+    distortions = [group_distortion(gram, counts, groups) for groups in refined]
+    groups = refined[distortions.index(min(distortions))]
     num_groups = int(groups.max()) + 1
     group_first = torch.full((num_groups,), torch.iinfo(torch.long).max).scatter_reduce_(
         0, groups, first_positions, reduce="amin"
@@ -353,6 +391,27 @@ def assign_in_blocks(
         sums += block_sums[0].double().cpu()
         counts += block_counts[0].double().cpu()
     return torch.cat(labels), sums, counts
+
+
+def unit_sums(
+    tokens: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor, num_clusters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    fp64 sums of the unit tokens of each cluster and counts, `BLOCK_SIZE` tokens at a time.
+
+    Args:
+        tokens (`torch.Tensor` of shape `(num_tokens, dim)`), norms (`torch.FloatTensor` of shape `(num_tokens,)`),
+        labels (`torch.LongTensor` of shape `(num_tokens,)`, CPU): the cluster of each token.
+
+    Returns:
+        sums (`torch.DoubleTensor` of shape `(num_clusters, dim)`), counts (`torch.DoubleTensor` of shape
+        `(num_clusters,)`), on the CPU.
+    """
+    sums = torch.zeros(num_clusters, tokens.shape[1], dtype=torch.float64)
+    for start in range(0, tokens.shape[0], BLOCK_SIZE):
+        block = tokens[start : start + BLOCK_SIZE].float() / norms[start : start + BLOCK_SIZE, None]
+        sums.index_add_(0, labels[start : start + BLOCK_SIZE], block.cpu().double())
+    return sums, torch.bincount(labels, minlength=num_clusters).double()
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -439,11 +498,16 @@ class IncrementalCodebook:
         self.num_chunks += 1
 
     def _start(self, tokens: torch.Tensor):
-        """The first chunk: the offline clustering, unchanged."""
+        """
+        The first chunk: the offline clustering, unchanged, is the visible codebook. The micro-clusters are its
+        clusters split by the chunk's own finer clusters (every pair of an offline cluster and a chunk cluster that
+        share a token), so that later chunks build on more than `K` clusters.
+        """
         settings = self.settings
         num_frames, tokens_per_frame, dim = tokens.shape
+        rows = tokens.reshape(-1, dim)
         quantization = quantize_video_tokens(
-            tokens.reshape(1, num_frames * tokens_per_frame, dim),
+            rows[None],
             selection_method=settings.selection_method,
             min_clusters=settings.min_clusters,
             max_clusters=settings.max_clusters,
@@ -453,30 +517,35 @@ class IncrementalCodebook:
             backend=self.backend,
         )
         num_clusters = int(quantization.num_clusters[0])
-        labels = quantization.index_maps[0].cpu()
-        sums, counts = partition_sums(tokens.reshape(-1, dim).float().cpu(), labels, num_clusters)
-        # clusters are numbered by first appearance, empty ones last: the non-empty ones are 0..M-1
-        num_micro = int((counts > 0).sum())
-        positions = torch.arange(labels.shape[0])
-        self.sums, self.counts = sums[:num_micro], counts[:num_micro].long()
-        self.first_positions = torch.full((num_micro,), labels.shape[0]).scatter_reduce_(
-            0, labels, positions, reduce="amin"
+        offline_labels = quantization.index_maps[0].cpu()
+        norms = torch.linalg.vector_norm(rows.float(), dim=-1).clamp_min(NORM_EPSILON)
+        chunk_labels, chunk_sums, _ = self._chunk_clusters(rows, norms)
+        pairs = offline_labels * chunk_sums.shape[0] + chunk_labels
+        if int(torch.unique(pairs).numel()) > settings.micro_clusters:
+            pairs = offline_labels
+        pair_ids, labels = torch.unique(pairs, return_inverse=True)
+        cluster_of_micro = pair_ids // chunk_sums.shape[0] if pairs is not offline_labels else pair_ids
+        self.sums, counts = unit_sums(rows, norms, labels, pair_ids.shape[0])
+        self.counts = counts.long()
+        self.first_positions = torch.full((pair_ids.shape[0],), labels.shape[0]).scatter_reduce_(
+            0, labels, torch.arange(labels.shape[0]), reduce="amin"
         )
         self.codebook = quantization.codebooks[0, :num_clusters].float().cpu()
-        self.cluster_of_micro = torch.arange(num_micro)
+        self.cluster_of_micro = cluster_of_micro
         self._append_rows(labels.view(num_frames, tokens_per_frame))
 
-    def _fold(self, tokens: torch.Tensor):
-        settings = self.settings
-        num_frames, tokens_per_frame, dim = tokens.shape
-        rows = tokens.reshape(-1, dim)
-        num_tokens = rows.shape[0]
-        norms = torch.linalg.vector_norm(rows.float(), dim=-1).clamp_min(NORM_EPSILON)
-        if not bool(torch.isfinite(norms).all()):
-            raise ValueError("The chunk's tokens contain NaN or infinite values.")
-        seed = chunk_seed(settings.seed, self.num_chunks)
+    def _chunk_clusters(self, rows: torch.Tensor, norms: torch.Tensor):
+        """
+        The chunk's own clusters: the offline K-means with `chunk_clusters` centres on a sample of the chunk, then
+        every token to its most similar centre.
 
-        # the chunk's own clusters: K-means on a sample of the chunk, then every token to its most similar centre
+        Returns:
+            labels (`torch.LongTensor` of shape `(num_tokens,)`), sums (`torch.DoubleTensor` of shape `(C, dim)`),
+            counts (`torch.DoubleTensor` of shape `(C,)`): `C` non-empty clusters.
+        """
+        settings = self.settings
+        num_tokens = rows.shape[0]
+        seed = chunk_seed(settings.seed, self.num_chunks)
         if num_tokens > SAMPLE_SIZE:
             generator = torch.Generator().manual_seed(seed)
             picked = torch.randperm(num_tokens, generator=generator)[:SAMPLE_SIZE].to(rows.device)
@@ -492,20 +561,30 @@ class IncrementalCodebook:
             backend=self.backend,
         )
         centres = fit.codebooks[0, torch.unique(fit.index_maps[0])]
-        labels, chunk_sums, chunk_counts = assign_in_blocks(rows, norms, centres, self.backend)
-        kept = chunk_counts > 0
+        labels, sums, counts = assign_in_blocks(rows, norms, centres, self.backend)
+        kept = counts > 0
         lookup = torch.full((centres.shape[0],), -1, dtype=torch.long)
         lookup[kept] = torch.arange(int(kept.sum()))
-        labels = lookup[labels]
+        return lookup[labels], sums[kept], counts[kept]
+
+    def _fold(self, tokens: torch.Tensor):
+        settings = self.settings
+        num_frames, tokens_per_frame, dim = tokens.shape
+        rows = tokens.reshape(-1, dim)
+        num_tokens = rows.shape[0]
+        norms = torch.linalg.vector_norm(rows.float(), dim=-1).clamp_min(NORM_EPSILON)
+        if not bool(torch.isfinite(norms).all()):
+            raise ValueError("The chunk's tokens contain NaN or infinite values.")
+        labels, chunk_sums, chunk_counts = self._chunk_clusters(rows, norms)
 
         offset = self._num_frames * tokens_per_frame
         end = offset + num_tokens
-        chunk_first = torch.full((int(kept.sum()),), end).scatter_reduce_(
+        chunk_first = torch.full((chunk_counts.shape[0],), end).scatter_reduce_(
             0, labels, torch.arange(offset, end), reduce="amin"
         )
         num_old = self.counts.shape[0]
-        sums = torch.cat([self.sums, chunk_sums[kept]])
-        counts = torch.cat([self.counts.double(), chunk_counts[kept]])
+        sums = torch.cat([self.sums, chunk_sums])
+        counts = torch.cat([self.counts.double(), chunk_counts])
         first_positions = torch.cat([self.first_positions, chunk_first])
 
         # old micro-clusters and the chunk's clusters, merged down to the budget by Ward's rule
@@ -600,10 +679,14 @@ __all__ = [
     "STREAM_SELECTION_METHODS",
     "chunk_seed",
     "cosine_distortion",
+    "group_distortion",
     "group_lloyd",
     "groups_after_merges",
+    "mean_sq_distances",
+    "seed_groups",
+    "sum_gram",
     "partition_sums",
-    "seed_new_centres",
+    "unit_sums",
     "select_codebook",
     "ward_merges",
 ]

@@ -40,7 +40,7 @@ from .cache import (
 )
 from .files import hash_stream
 from .incremental_codebook import CodebookSettings, IncrementalCodebook
-from .modeling.video_io import DEFAULT_NUM_FRAMES, read_windows, uniform_indices
+from .modeling.video_io import DEFAULT_NUM_FRAMES, DecodedVideo, FrameWindows, read_windows, uniform_indices
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, stock_video_tokens, video_prompt
 
 
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 STREAM_SAMPLING = "stream"
 """The `sampling` metadata of a `.vqt` file written by a stream."""
+CHECKPOINT_CHUNKS = 16
+"""[`encode_stream`] saves its `.vqt` file every this many chunks, so that an interrupted run resumes from there."""
 
 
 class StreamError(ValueError):
@@ -91,7 +93,7 @@ class VideoStream:
         processor: its processor (the video processor prepares the frames).
         attention_frames (`int`): T, the index-map rows the VQ-Attention reads (default 32, as the offline path).
         micro_clusters, chunk_clusters (`int`, *optional*): the incremental codebook's budget (default `8 * K` and
-            `2 * K` for `K = vqtoken_max_clusters`; see [`CodebookSettings`]).
+            `4 * K` for `K = vqtoken_max_clusters`; see [`CodebookSettings`]).
 
     Raises:
         `ValueError` for mode `"off"` or the silhouette selection (it needs every token at once).
@@ -219,10 +221,10 @@ class VideoStream:
         digest.update(f"{frames.shape}:{frames.dtype}:".encode())
         digest.update(np.ascontiguousarray(frames).tobytes())
         self._fingerprint = digest.hexdigest()
-        logger.info("stream: %d frames, K=%d", self.num_frames, self.num_clusters)
+        logger.debug("stream: %d frames, K=%d", self.num_frames, self.num_clusters)
         return self.num_frames
 
-    def add_video(self, source, fps: float, window: int = DEFAULT_NUM_FRAMES, progress=None) -> int:
+    def add_video(self, source, fps: float, window: int = DEFAULT_NUM_FRAMES) -> int:
         """
         Reads a video at `fps` frames per second of video time and folds it `window` frames at a time (decoded window
         by window: memory does not grow with the video's length). Called again on the same source, it goes on after
@@ -232,27 +234,40 @@ class VideoStream:
             source: a path, a binary file object, or an open PyAV input container (e.g. a live source).
             fps: frames sampled per second of video time; the same on every call.
             window: frames per chunk.
-            progress: a `tqdm` bar to advance (its total is set to the frames to read), or `None`.
 
         Returns:
             the number of frames seen.
         """
+        for decoded in self.windows(source, fps, window):
+            self.add_window(decoded)
+        return self.num_frames
+
+    def windows(self, source, fps: float, window: int = DEFAULT_NUM_FRAMES) -> FrameWindows:
+        """
+        The windows of `source` still to fold ([`add_video`] one window at a time: fold each with [`add_window`],
+        e.g. to report progress, save checkpoints or ask between chunks). Its `num_frames` is the frames to come.
+
+        Raises:
+            StreamError: the stream is closed, or reads another video or at another rate.
+        """
         if self.closed:
             raise StreamError("The stream is closed: it takes no more frames.")
         self._check_same_video(source, fps)
+        # the bytes read now are a prefix of what the index pass reads next (a growing file only grows)
+        prefix = _file_prefix_digest(source, None) if _is_file(source) else (None, None)
         windows = read_windows(source, fps=fps, window=window,
                                after_index=self.video.last_index if self.video is not None else -1)
-        if progress is not None:
-            progress.reset(total=windows.num_frames)
-        for decoded in windows:
-            self.add_frames(decoded.frames, decoded.timestamps)
-            if self.video is None:
-                self.video = _VideoSource(_source_name(source), float(fps), -1)
-            self.video.last_index = decoded.indices[-1]
-            if progress is not None:
-                progress.update(len(decoded.indices))
-        if self.video is not None and _is_file(source):
-            self.video.num_bytes, self.video.sha256 = _file_prefix_digest(source, None)
+        if self.video is None:
+            self.video = _VideoSource(_source_name(source), float(fps), -1)
+        self.video.num_bytes, self.video.sha256 = prefix
+        return windows
+
+    def add_window(self, window: DecodedVideo) -> int:
+        """Folds one window from [`windows`] (see [`add_frames`]) and records how far the video has been read."""
+        if self.video is None:
+            raise StreamError("`add_window` folds windows from `stream.windows(...)`; use `add_frames` for arrays.")
+        self.add_frames(window.frames, window.timestamps)
+        self.video.last_index = window.indices[-1]
         return self.num_frames
 
     def _check_same_video(self, source, fps: float):
@@ -359,19 +374,14 @@ class VideoStream:
             raise CacheFormatError(f"{path}: not written by a stream (sampling {metadata.get('sampling')!r}).")
         validate_cached_video(cached, model, processor)
         try:
-            saved_settings = CodebookSettings(**json.loads(metadata["stream_settings"]))
-            budget = {"micro_clusters": saved_settings.micro_clusters,
-                      "chunk_clusters": saved_settings.chunk_clusters}
-            stream = cls(model, processor, int(metadata["attention_frames"]), **budget)
-            for name, value in saved_settings.to_dict().items():
-                current = getattr(stream.codebook.settings, name)
-                if value != current:
-                    raise CacheMismatchError(name, value, current, path)
+            budget = json.loads(metadata["stream_settings"])
+            stream = cls(model, processor, int(metadata["attention_frames"]), budget["micro_clusters"],
+                         budget["chunk_clusters"])
             tensors = {name: tensor for name, tensor in _read_tensors(path).items() if name.startswith("stream_")}
             if metadata.get("stream_tensors_sha256") != tensor_checksum(*(tensors[name] for name in sorted(tensors))):
                 raise CacheFormatError(f"{path}: the stream tensors do not match their checksum: the file is damaged.")
             stream.codebook = IncrementalCodebook.from_state_tensors(
-                saved_settings, int(metadata["stream_chunks"]), tensors, model.config.vqtoken_kmeans_backend
+                stream.codebook.settings, int(metadata["stream_chunks"]), tensors, model.config.vqtoken_kmeans_backend
             )
             frame_times = [math.nan if time is None else float(time) for time in json.loads(metadata["frame_times"])]
             if len(frame_times) != stream.codebook.num_frames or int(metadata["stream_frames"]) != len(frame_times):
@@ -382,11 +392,61 @@ class VideoStream:
             stream.video = _VideoSource(**video) if video is not None else None
             stream.closed = json.loads(metadata["stream_closed"])
             stream._fingerprint = metadata["source_fingerprint"].removeprefix("frames-chain:")
+        except CacheFormatError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, (CacheFormatError, CacheMismatchError)):
-                raise
             raise CacheFormatError(f"{path}: incomplete or inconsistent stream metadata ({error}).") from error
         return stream
+
+
+def encode_stream(
+    model,
+    processor,
+    source,
+    output,
+    fps: float,
+    attention_frames: int = DEFAULT_NUM_FRAMES,
+    window: int = DEFAULT_NUM_FRAMES,
+    overwrite: bool = False,
+    progress=None,
+) -> bool:
+    """
+    Streams a video file into the `.vqt` file `output` (see [`VideoStream.add_video`]), saving it every
+    [`CHECKPOINT_CHUNKS`] chunks and at the end. When `output` already holds a stream of this video made by this
+    model with these settings, it is resumed: only the frames after the last one it holds are read (a run that was
+    interrupted, or a file that has grown).
+
+    Args:
+        overwrite: start afresh even when `output` exists.
+        progress: a `tqdm` bar to advance over the frames to read, or `None`.
+
+    Returns:
+        whether frames were added (`False`: `output` already held the whole video).
+
+    Raises:
+        CacheMismatchError, CacheFormatError: `output` exists but is not a stream of this model and settings (pass
+            `overwrite=True` to replace it); StreamError: it is a stream of another video.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        stream = VideoStream.resume(output, model, processor)
+        stream.attention_frames = attention_frames
+    else:
+        stream = VideoStream(model, processor, attention_frames)
+    windows = stream.windows(source, fps, window)
+    if progress is not None:
+        progress.reset(total=windows.num_frames)
+    before = stream.num_frames
+    for chunk, decoded in enumerate(windows, start=1):
+        stream.add_window(decoded)
+        if progress is not None:
+            progress.update(len(decoded.indices))
+        if chunk % CHECKPOINT_CHUNKS == 0:
+            stream.save(output)
+    if stream.num_frames == before and output.exists():
+        return False
+    stream.save(output)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -427,4 +487,4 @@ def _file_prefix_digest(source, num_bytes: int | None) -> tuple[int, str]:
     return length, digest.hexdigest()
 
 
-__all__ = ["STREAM_SAMPLING", "StreamError", "StreamSnapshot", "VideoStream"]
+__all__ = ["CHECKPOINT_CHUNKS", "STREAM_SAMPLING", "StreamError", "StreamSnapshot", "VideoStream", "encode_stream"]

@@ -21,7 +21,6 @@ from vqtoken.incremental_codebook import (
     IncrementalCodebook,
     cosine_distortion,
     groups_after_merges,
-    partition_sums,
     select_codebook,
     ward_merges,
 )
@@ -38,6 +37,13 @@ from vqtoken.video_io import load_video, read_windows, uniform_indices
 
 
 QUESTION = "what colour is the square ?"
+
+
+def partition_sums(tokens: torch.Tensor, labels: torch.Tensor, num_clusters: int):
+    """fp64 reference: sums `(num_clusters, dim)` and counts of the unit-normalised `tokens` of each cluster."""
+    unit = torch.nn.functional.normalize(tokens.double(), dim=-1)
+    sums = torch.zeros(num_clusters, tokens.shape[1], dtype=torch.float64).index_add_(0, labels, unit)
+    return sums, torch.bincount(labels, minlength=num_clusters).double()
 
 
 def _state(stream: VideoStream) -> dict:

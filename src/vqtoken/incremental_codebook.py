@@ -9,9 +9,10 @@ of 896 floats at release size, 9.4 GB before clustering starts. Here only one ch
 - everything seen is kept as **micro-clusters**: fp64 sums of unit tokens, counts and the position of the first token
   of each, at most `micro_clusters` of them (8 * `max_clusters` by default), and the micro-cluster of every token
   seen in an int16 index map. A token's micro-cluster is fixed when its chunk is folded: the tokens are gone;
-- **folding a chunk** clusters the chunk on its own (the offline K-means with `chunk_clusters` = 4 * `max_clusters`
-  centres fitted on a sample of the chunk, then every token of the chunk to its most similar centre: the released
-  rule), adds the chunk's clusters to the micro-clusters and merges the cheapest pairs by Ward's rule (the exact
+- **folding a chunk** clusters the chunk on its own (the offline K-means with `chunk_clusters` centres fitted on a
+  sample of the chunk, then every token of the chunk to its most similar centre: the released rule; by default
+  4 * `max_clusters` centres, 2 * for a chunk of more than 4 M token values, where assigning every token to each
+  centre is the cost of a fold), adds the chunk's clusters to the micro-clusters and merges the cheapest pairs by Ward's rule (the exact
   increase of the distortion, read off sums and counts) until `micro_clusters` are left. New content has clusters of
   its own in the chunk and keeps them when merging it away would cost more than merging older micro-clusters;
 - the **visible codebook** (`K` within `[min_clusters, max_clusters]`) groups the micro-clusters as the offline
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 STREAM_SELECTION_METHODS = ("fixed", "elbow", "elbow_corrected")
 SAMPLE_SIZE = 2048
 """Tokens of a chunk (drawn at random) on which the chunk's own K-means is fitted."""
+LARGE_CHUNK_VALUES = 1 << 22
+"""A chunk with more token values (tokens x dim) is cut into 2 * max_clusters clusters by default, not 4 *."""
 BLOCK_SIZE = 4096
 """Tokens normalised and assigned at a time."""
 NORM_EPSILON = 1e-12
@@ -64,7 +67,7 @@ class CodebookSettings:
             the offline clustering (`selection_method` is `"fixed"`, `"elbow"` or `"elbow_corrected"`: the
             silhouette needs every token at once).
         micro_clusters: the most micro-clusters kept between chunks (default, or 0: `8 * max_clusters`).
-        chunk_clusters: the clusters each chunk is cut into (default, or 0: `4 * max_clusters`).
+        chunk_clusters: the clusters each chunk is cut into (default, or 0: see [`clusters_for_chunk`]).
     """
 
     tokens_per_frame: int
@@ -86,17 +89,26 @@ class CodebookSettings:
             )
         if self.micro_clusters == 0:
             object.__setattr__(self, "micro_clusters", 8 * self.max_clusters)
-        if self.chunk_clusters == 0:
-            object.__setattr__(self, "chunk_clusters", 4 * self.max_clusters)
         for name in ("tokens_per_frame", "hidden_size", "min_clusters", "max_clusters", "max_iterations",
                      "micro_clusters", "chunk_clusters"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            lowest = 0 if name == "chunk_clusters" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"`{name}` must be an integer >= {lowest}, got {value!r}.")
         if self.micro_clusters < self.max_clusters:
             raise ValueError(
                 f"`micro_clusters` ({self.micro_clusters}) must be at least `max_clusters` ({self.max_clusters})."
             )
+
+    def clusters_for_chunk(self, num_values: int) -> int:
+        """
+        The clusters a chunk of `num_values` token values (tokens x dim) is cut into: `chunk_clusters`, or by default
+        `4 * max_clusters`, `2 * max_clusters` above [`LARGE_CHUNK_VALUES`] (finer chunk clusters give Ward's merging
+        more to choose from; on a large chunk, assigning every token to each of them is what a fold costs).
+        """
+        if self.chunk_clusters:
+            return self.chunk_clusters
+        return (2 if num_values > LARGE_CHUNK_VALUES else 4) * self.max_clusters
 
     @classmethod
     def from_config(cls, config, **stream_settings) -> "CodebookSettings":
@@ -299,14 +311,6 @@ def cosine_distortion(sums: torch.Tensor, counts: torch.Tensor) -> float:
     """
     sums, counts = sums.double(), counts.double()
     return float((counts - torch.linalg.vector_norm(sums, dim=-1)).sum() / counts.sum())
-
-
-def partition_sums(tokens: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp64 member sums `(num_clusters, dim)` and counts `(num_clusters,)` of unit-normalised `tokens` `(N, dim)`
-    under `labels` `(N,)`."""
-    tokens = torch.nn.functional.normalize(tokens.double(), dim=-1)
-    sums = torch.zeros(num_clusters, tokens.shape[1], dtype=torch.float64).index_add_(0, labels, tokens)
-    return sums, torch.bincount(labels, minlength=num_clusters).double()
 
 
 def select_codebook(
@@ -520,11 +524,12 @@ class IncrementalCodebook:
         offline_labels = quantization.index_maps[0].cpu()
         norms = torch.linalg.vector_norm(rows.float(), dim=-1).clamp_min(NORM_EPSILON)
         chunk_labels, chunk_sums, _ = self._chunk_clusters(rows, norms)
-        pairs = offline_labels * chunk_sums.shape[0] + chunk_labels
+        num_chunk_clusters = chunk_sums.shape[0]
+        pairs = offline_labels * num_chunk_clusters + chunk_labels
         if int(torch.unique(pairs).numel()) > settings.micro_clusters:
-            pairs = offline_labels
+            pairs = offline_labels * num_chunk_clusters  # over the budget: one micro-cluster per offline cluster
         pair_ids, labels = torch.unique(pairs, return_inverse=True)
-        cluster_of_micro = pair_ids // chunk_sums.shape[0] if pairs is not offline_labels else pair_ids
+        cluster_of_micro = pair_ids // num_chunk_clusters
         self.sums, counts = unit_sums(rows, norms, labels, pair_ids.shape[0])
         self.counts = counts.long()
         self.first_positions = torch.full((pair_ids.shape[0],), labels.shape[0]).scatter_reduce_(
@@ -536,8 +541,8 @@ class IncrementalCodebook:
 
     def _chunk_clusters(self, rows: torch.Tensor, norms: torch.Tensor):
         """
-        The chunk's own clusters: the offline K-means with `chunk_clusters` centres on a sample of the chunk, then
-        every token to its most similar centre.
+        The chunk's own clusters: the offline K-means with [`CodebookSettings.clusters_for_chunk`] centres on a
+        sample of the chunk, then every token to its most similar centre.
 
         Returns:
             labels (`torch.LongTensor` of shape `(num_tokens,)`), sums (`torch.DoubleTensor` of shape `(C, dim)`),
@@ -554,7 +559,7 @@ class IncrementalCodebook:
             sample = rows.float() / norms[:, None]
         fit = quantize_video_tokens(
             sample[None],
-            max_clusters=min(settings.chunk_clusters, sample.shape[0]),
+            max_clusters=min(settings.clusters_for_chunk(rows.numel()), sample.shape[0]),
             max_iterations=settings.max_iterations,
             tolerance=settings.tolerance,
             seed=seed,
@@ -685,7 +690,6 @@ __all__ = [
     "mean_sq_distances",
     "seed_groups",
     "sum_gram",
-    "partition_sums",
     "unit_sums",
     "select_codebook",
     "ward_merges",

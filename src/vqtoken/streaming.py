@@ -92,8 +92,9 @@ class VideoStream:
         model: a [`VQTokenLlavaOnevisionForConditionalGeneration`] in mode `"centroids"` or `"attention"`, eval mode.
         processor: its processor (the video processor prepares the frames).
         attention_frames (`int`): T, the index-map rows the VQ-Attention reads (default 32, as the offline path).
-        micro_clusters, chunk_clusters (`int`, *optional*): the incremental codebook's budget (default `8 * K` and
-            `4 * K` for `K = vqtoken_max_clusters`; see [`CodebookSettings`]).
+        micro_clusters, chunk_clusters (`int`, *optional*): the incremental codebook's budget (default `8 * K`
+            micro-clusters, and `4 * K` clusters per chunk, `2 * K` for a chunk of more than 4 M token values, for
+            `K = vqtoken_max_clusters`; see [`CodebookSettings`]).
 
     Raises:
         `ValueError` for mode `"off"` or the silhouette selection (it needs every token at once).

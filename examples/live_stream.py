@@ -56,4 +56,4 @@ for frames in camera:
         + f"  | on screen: {on_screen.colour} {on_screen.shape} x{on_screen.count} moving {on_screen.direction}"
     )
 stream.close()
-print(f"{stream.num_frames} frames seen, codebook of K={stream.num_clusters}, index map {tuple(stream.index_map().shape)}")
+print(f"{stream.num_frames} frames seen, K={stream.num_clusters}, index map {tuple(stream.index_map().shape)}")

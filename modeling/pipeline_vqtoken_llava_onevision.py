@@ -222,7 +222,9 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
         encoded = [encoded_video(video) for video in videos]
         if any(video is not None for video in encoded):
             if not all(video is not None for video in encoded):
-                raise ValueError("A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind.")
+                raise ValueError(
+                    "A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind."
+                )
             return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": {}}
         cached = [str(video).lower().endswith(CACHED_VIDEO_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
         if any(cached):

@@ -35,7 +35,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -582,7 +582,7 @@ class FrameWindows:
     duration: float | None
     _frames: Iterator[tuple[np.ndarray, float, int]]
     _window: int
-    _finish: object
+    _finish: Callable[[int], None]  # called with the number of frames yielded, once the iteration ends
 
     def __iter__(self) -> Iterator[DecodedVideo]:
         recovered = 0

@@ -285,7 +285,9 @@ def run_ask(args) -> int:
 
 
 def new_stream(model, processor, args):
-    """A [`VideoStream`] of `model` reading `--frames` index-map rows; settings a stream cannot use are a usage error."""
+    """
+    A [`VideoStream`] of `model` reading `--frames` index-map rows; settings a stream cannot use are a usage error.
+    """
     from .streaming import VideoStream
 
     try:

@@ -12,9 +12,10 @@ of 896 floats at release size, 9.4 GB before clustering starts. Here only one ch
 - **folding a chunk** clusters the chunk on its own (the offline K-means with `chunk_clusters` centres fitted on a
   sample of the chunk, then every token of the chunk to its most similar centre: the released rule; by default
   4 * `max_clusters` centres, 2 * for a chunk of more than 4 M token values, where assigning every token to each
-  centre is the cost of a fold), adds the chunk's clusters to the micro-clusters and merges the cheapest pairs by Ward's rule (the exact
-  increase of the distortion, read off sums and counts) until `micro_clusters` are left. New content has clusters of
-  its own in the chunk and keeps them when merging it away would cost more than merging older micro-clusters;
+  centre is the cost of a fold), adds the chunk's clusters to the micro-clusters and merges the cheapest pairs by
+  Ward's rule (the exact increase of the distortion, read off sums and counts) until `micro_clusters` are left. New
+  content has clusters of its own in the chunk and keeps them when merging it away would cost more than merging
+  older micro-clusters;
 - the **visible codebook** (`K` within `[min_clusters, max_clusters]`) groups the micro-clusters as the offline
   adaptive search groups its fitted clusters: Ward merges down to `max_clusters` (fixed selection), or down to
   `min_clusters` with the elbow rule on the exact distortion of each candidate `K`; then Lloyd iterations in which
@@ -43,7 +44,7 @@ from .modeling.vqtoken_kmeans_triton import triton_assign_and_accumulate
 logger = logging.getLogger(__name__)
 
 STREAM_SELECTION_METHODS = ("fixed", "elbow", "elbow_corrected")
-SAMPLE_SIZE = 2048
+SAMPLE_SIZE = 1024
 """Tokens of a chunk (drawn at random) on which the chunk's own K-means is fitted."""
 LARGE_CHUNK_VALUES = 1 << 22
 """A chunk with more token values (tokens x dim) is cut into 2 * max_clusters clusters by default, not 4 *."""
@@ -474,8 +475,10 @@ class IncrementalCodebook:
         return self.cluster_of_micro[rows.long()]
 
     def check_tokens(self, tokens: torch.Tensor):
-        """Raises `ValueError` unless `tokens` is a float tensor `(num_frames, tokens_per_frame, hidden_size)` (finiteness
-        is checked by [`fold`] on the way)."""
+        """
+        Raises `ValueError` unless `tokens` is a float tensor `(num_frames, tokens_per_frame, hidden_size)`
+        (finiteness is checked by [`fold`] on the way).
+        """
         expected = (self.settings.tokens_per_frame, self.settings.hidden_size)
         if tokens.ndim != 3 or tuple(tokens.shape[1:]) != expected or tokens.shape[0] == 0:
             raise ValueError(
@@ -665,7 +668,8 @@ class IncrementalCodebook:
             and visible.shape[1] == settings.hidden_size
             and num_micro <= settings.micro_clusters
             and bool((counts > 0).all())
-            and (micro_index_map.numel() == 0 or 0 <= int(micro_index_map.min()) <= int(micro_index_map.max()) < num_micro)
+            and (micro_index_map.numel() == 0
+                 or 0 <= int(micro_index_map.min()) <= int(micro_index_map.max()) < num_micro)
             and (num_micro == 0 or 0 <= int(cluster_of_micro.min()) <= int(cluster_of_micro.max()) < visible.shape[0])
             and int(counts.sum()) == micro_index_map.numel()
         )

@@ -32,7 +32,6 @@ import torch
 
 from .cache import (
     CacheFormatError,
-    CacheMismatchError,
     read_cached_video,
     save_cached_video,
     tensor_checksum,
@@ -213,8 +212,8 @@ class VideoStream:
             the number of frames seen.
         """
         frames, times = self._checked_frames(frames, timestamps)
-        pixel_values_videos = self.processor.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"]
-        features = self.model.model.get_frame_features(pixel_values_videos.to(self.model.device, self.model.dtype))
+        pixel_values = self.processor.video_processor(videos=[frames], return_tensors="pt")["pixel_values_videos"]
+        features = self.model.model.get_frame_features(pixel_values.to(self.model.device, self.model.dtype))
         self.codebook.fold(features[0])
         self.frame_size = (int(frames.shape[1]), int(frames.shape[2]))
         self.frame_times += times
@@ -386,7 +385,9 @@ class VideoStream:
             )
             frame_times = [math.nan if time is None else float(time) for time in json.loads(metadata["frame_times"])]
             if len(frame_times) != stream.codebook.num_frames or int(metadata["stream_frames"]) != len(frame_times):
-                raise CacheFormatError(f"{path}: {len(frame_times)} frame times for {stream.codebook.num_frames} frames.")
+                raise CacheFormatError(
+                    f"{path}: {len(frame_times)} frame times for {stream.codebook.num_frames} frames."
+                )
             stream.frame_times = frame_times
             stream.frame_size = tuple(json.loads(metadata["frame_size"]))
             video = json.loads(metadata["video"])

@@ -24,7 +24,8 @@ Sections (`--sections`, all by default):
   re-clustering every token seen offline, which a non-streaming system would need to answer.
 
 The cosine distortion of a partition is the mean of `1 - cos(token, direction of its cluster's mean)` over the unit
-tokens, `sum_k (n_k - |S_k|) / N`; the gap is `stream / offline - 1`.
+tokens, `sum_k (n_k - |S_k|) / N`; the gap is `stream / offline - 1`, against offline K-means with the stream's seed
+(0); the offline distortion with other seeds is printed beside it (K-means' own spread between local optima).
 
 Usage:
     python -m vqtoken.benchmarks.streaming_benchmark [--sections long release chunks ask] [--hour-frames 3600]
@@ -95,7 +96,8 @@ def release_like_tokens(frame: int, seed: int = 0, scene_frames: int = 60, pool:
 def release_chunks(num_frames: int, chunk_frames: int):
     """Yields `(num, 729, 896)` chunks of [`release_like_tokens`]."""
     for start in range(0, num_frames, chunk_frames):
-        yield torch.stack([release_like_tokens(frame) for frame in range(start, min(start + chunk_frames, num_frames))])
+        frames = range(start, min(start + chunk_frames, num_frames))
+        yield torch.stack([release_like_tokens(frame) for frame in frames])
 
 
 def visible_distortion(codebook) -> float:
@@ -207,6 +209,7 @@ def section_release(num_frames: int) -> dict:
         logger.info("release %s: %s", label, results["runs"][label])
     tokens = torch.cat([chunk.reshape(-1, RELEASE_DIM) for chunk in release_chunks(num_frames, 64)])
     results["offline_distortion"], results["offline_seconds"] = offline_distortion(tokens, RELEASE_CLUSTERS)
+    results["offline_other_seeds"] = [offline_distortion(tokens, RELEASE_CLUSTERS, seed)[0] for seed in (1, 2)]
     del tokens
     for entry in results["runs"].values():
         entry["gap"] = entry["distortion"] / results["offline_distortion"] - 1
@@ -231,9 +234,11 @@ def section_chunks(num_frames: int) -> dict:
 
     features, model = _default_model_features(num_frames, scene_frames=30, seed=0)
     settings = CodebookSettings.from_config(model.config)
-    offline, offline_seconds = offline_distortion(features.reshape(-1, features.shape[-1]), settings.max_clusters)
+    tokens = features.reshape(-1, features.shape[-1])
+    offline, offline_seconds = offline_distortion(tokens, settings.max_clusters)
+    other_seeds = [offline_distortion(tokens, settings.max_clusters, seed)[0] for seed in (1, 2, 3, 4)]
     results = {"frames": num_frames, "settings": settings.to_dict(), "offline_distortion": offline,
-               "offline_seconds": offline_seconds, "chunks": {}}
+               "offline_seconds": offline_seconds, "offline_other_seeds": other_seeds, "chunks": {}}
     for chunk_frames in (1, 4, 16, 32, 64, 128):
         codebook = IncrementalCodebook(settings, backend="torch")
         start = time.perf_counter()
@@ -296,15 +301,18 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {label} | {path} | {run['num_frames']} | {run['num_clusters']} | "
                              f"{run['peak_rss_mib']:.0f} | {run['seconds_per_frame'] * 1e3:.2f} ms | "
                              f"{run['wall_s']:.1f} | {run['answer']!r} |")
-        minute, hour = results["long"].get("1 minute", {}).get("stream"), results["long"].get("1 hour", {}).get("stream")
+        minute = results["long"].get("1 minute", {}).get("stream")
+        hour = results["long"].get("1 hour", {}).get("stream")
         if minute and hour and "error" not in minute and "error" not in hour:
-            lines += ["", f"Stream, 1 hour / 1 minute: peak memory x{hour['peak_rss_mib'] / minute['peak_rss_mib']:.3f}, "
-                          f"time per frame x{hour['seconds_per_frame'] / minute['seconds_per_frame']:.3f}."]
+            memory = hour["peak_rss_mib"] / minute["peak_rss_mib"]
+            per_frame = hour["seconds_per_frame"] / minute["seconds_per_frame"]
+            lines += ["", f"Stream, 1 hour / 1 minute: peak memory x{memory:.3f}, time per frame x{per_frame:.3f}."]
     if "release" in results:
         release = results["release"]
-        lines += ["", f"Release size (729 x 896 tokens per frame, K = {RELEASE_CLUSTERS}), {release['frames']} frames; "
-                      f"offline K-means on all {release['frames'] * 729} tokens: distortion "
-                      f"{release['offline_distortion']:.5f} in {release['offline_seconds']:.0f} s.", "",
+        lines += ["", f"Release size (729 x 896 tokens per frame, K = {RELEASE_CLUSTERS}), {release['frames']} "
+                      f"frames; offline K-means on all {release['frames'] * 729} tokens: distortion "
+                      f"{release['offline_distortion']:.5f} in {release['offline_seconds']:.0f} s (seeds 1, 2: "
+                      + ", ".join(f"{value:.5f}" for value in release["offline_other_seeds"]) + ").", "",
                   "| chunk (frames) | chunk clusters | fold wall median / p90 (s) | fold CPU median / p90 (s) | "
                   "distortion | gap to offline |",
                   "|---:|---:|---:|---:|---:|---:|"]
@@ -316,7 +324,9 @@ def markdown(results: dict) -> str:
     if "chunks" in results:
         chunks = results["chunks"]
         lines += ["", f"Built-in default model, {chunks['frames']} frames (64 tokens x 128 each), K = "
-                      f"{chunks['settings']['max_clusters']}; offline K-means distortion {chunks['offline_distortion']:.5f}.",
+                      f"{chunks['settings']['max_clusters']}; offline K-means distortion "
+                      f"{chunks['offline_distortion']:.5f} (seeds 1-4: "
+                      + ", ".join(f"{value:.5f}" for value in chunks["offline_other_seeds"]) + ").",
                   "", "| chunk (frames) | distortion | gap to offline | stream time (s) |", "|---:|---:|---:|---:|"]
         for chunk_frames, entry in sorted(chunks["chunks"].items(), key=lambda item: int(item[0])):
             lines.append(f"| {chunk_frames} | {entry['distortion']:.5f} | {100 * entry['gap']:+.2f} % | "
@@ -328,7 +338,8 @@ def markdown(results: dict) -> str:
         for row in ask["rows"]:
             lines.append(f"| {row['frames']} | {row['K']} | {row['fold_s']:.3f} | {row['ask_s']:.3f} | "
                          f"{row['prefill']:.3f} | {row['visual_tokens']} |")
-        lines += ["", f"Re-clustering all {ask['tokens_seen']} tokens seen offline instead: {ask['recluster_all_s']:.2f} s."]
+        lines += ["", f"Re-clustering all {ask['tokens_seen']} tokens seen offline instead: "
+                      f"{ask['recluster_all_s']:.2f} s."]
     return "\n".join(lines)
 
 
@@ -338,7 +349,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hour-frames", type=int, default=3600)
     parser.add_argument("--release-frames", type=int, default=1000)
     parser.add_argument("--chunk-video-frames", type=int, default=1200)
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the videos are written (default: a temp dir)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where the videos are written (default: a temporary folder)")
     parser.add_argument("--out-md", type=Path, default=None)
     parser.add_argument("--out-json", type=Path, default=None)
     args = parser.parse_args(argv)

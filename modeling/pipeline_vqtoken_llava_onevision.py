@@ -15,7 +15,13 @@ import time
 from transformers import GenerationConfig, Pipeline
 from transformers.utils import logging
 
-from .vqtoken_inference import answer_prompts, answer_prompts_from_codebooks, decode_videos, video_prompt
+from .vqtoken_inference import (
+    answer_prompts,
+    answer_prompts_from_codebooks,
+    decode_videos,
+    encoded_video,
+    video_prompt,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -71,9 +77,9 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
       accepted too) and the text;
     - `pipe({"video": video, "text": "question"})`.
 
-    A video may also be a `.vqt` file written by `vqtoken encode` (reading it needs the `vqtoken` package): it is
-    answered from its codebook and index map, without decoding, vision tower or clustering. A batch is either all
-    `.vqt` files or all videos.
+    A video may also be a `.vqt` file written by `vqtoken encode` (reading it needs the `vqtoken` package), or a video
+    already encoded (a `vqtoken.streaming.VideoStream`, asked as it is now): it is answered from its codebook and index
+    map, without decoding, vision tower or clustering. A batch is either all encoded or all videos.
 
     Parameters (at construction or per call): `num_frames`, `max_new_tokens`, `return_full_text` (default `False`:
     the answer only; `True`: the prompt followed by the answer, or the chat with the assistant turn appended),
@@ -213,6 +219,13 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                 input_texts.append(request["question"])
             videos.append(video)
             prompts.append(prompt)
+        encoded = [encoded_video(video) for video in videos]
+        if any(video is not None for video in encoded):
+            if not all(video is not None for video in encoded):
+                raise ValueError(
+                    "A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind."
+                )
+            return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": {}}
         cached = [str(video).lower().endswith(CACHED_VIDEO_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
         if any(cached):
             if len(cached) != len(videos) or not all(cached):

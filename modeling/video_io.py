@@ -35,7 +35,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -442,18 +442,31 @@ def _to_rgb(frame, stream, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
 
 
-def _load_file(
-    source: str | os.PathLike | BinaryIO,
-    num_frames: int | None,
-    fps: float | None,
-    min_frames: int | None,
-) -> DecodedVideo:
+@dataclass
+class _FilePlan:
+    """What the index pass of a file decided: which frames to decode, out of how many."""
+
+    opener: _Opener
+    name: str
+    keys: list[int]  # from the index pass: sorted presentation timestamps, or decode ordinals
+    has_pts: bool
+    frame_times: list[float]  # seconds since the first frame, per key
+    broken: str | None  # demuxer error that ended the index pass early, if any
+    available: int  # frames the index pass found
+    total: int  # frames in the source (more than ``available`` when cut short)
+    duration: float
+    rate: float | None
+    truncated: bool
+    wanted: list[int]  # sampled frame indices (some may be >= available: lost)
+
+
+def _plan_file(source: str | os.PathLike | BinaryIO, num_frames: int | None, fps: float | None) -> _FilePlan:
+    """Index pass over a file and the frame indices to decode."""
     name = _source_name(source)
     if av is None:
         raise ImportError(f"decoding the video file {name} needs PyAV: pip install av")
     opener = _Opener(source, name)
 
-    # ---- pass 1: index packets (no decoding) ----------------------------------------
     with opener.open() as container:
         stream = _video_stream(container, name)
         index = _index_stream(container, stream)
@@ -484,67 +497,74 @@ def _load_file(
         wanted = uniform_indices(total, num_frames)
     else:
         wanted = fps_indices(index.frame_times, duration, fps)
-    requested = len(wanted)
-    reachable = [i for i in wanted if i < available]
+    return _FilePlan(opener, name, index.keys, index.has_pts, index.frame_times, index.broken, available, total,
+                     duration, rate, truncated, wanted)
 
-    # ---- pass 2: decode, converting only the sampled frames --------------------------
-    kept: list[np.ndarray] = []
-    kept_times: list[float] = []
-    kept_indices: list[int] = []
-    decode_error = None
-    if reachable:
-        with opener.open() as container:
-            stream = _video_stream(container, name)
-            stream.codec_context.thread_type = "AUTO"
-            size = None
-            slot = 0  # next position in ``reachable``
-            first_key = index.keys[0]
-            try:
-                for ordinal, frame in enumerate(container.decode(stream)):
-                    if not index.has_pts:
-                        key = ordinal
-                    elif frame.pts is not None:
-                        key = frame.pts
-                    else:  # rare: the decoder lost the timestamp; assume presentation order
-                        key = index.keys[min(ordinal, available - 1)]
-                    # Every sampled slot whose target key has been reached takes this frame:
-                    # normally the exact frame; the next one if the decoder dropped it.
-                    hits = 0
-                    while slot + hits < len(reachable) and index.keys[reachable[slot + hits]] <= key:
-                        hits += 1
-                    if hits:
-                        rgb = _to_rgb(frame, stream, size)
-                        if size is None:
-                            size = (frame.width, frame.height)
-                        if index.has_pts and frame.pts is not None:
-                            seconds = float((frame.pts - first_key) * stream.time_base)
-                        else:
-                            seconds = ordinal / rate if rate else float(ordinal)
-                        for offset in range(hits):
-                            kept.append(rgb)
-                            kept_times.append(seconds)
-                            kept_indices.append(reachable[slot + offset])
-                        slot += hits
-                    if slot == len(reachable):
-                        break
-            except av.error.FFmpegError as error:
-                decode_error = _describe(error)
 
-    if index.broken is not None and total == available:
+def _decode_planned(plan: _FilePlan, errors: list[str]) -> Iterator[tuple[np.ndarray, float, int]]:
+    """Decode pass: yields ``(rgb, seconds, index)`` for every reachable sampled frame, in order.
+
+    A decoding error ends the pass; its description is appended to ``errors``.
+    """
+    reachable = [i for i in plan.wanted if i < plan.available]
+    if not reachable:
+        return
+    keys = plan.keys
+    with plan.opener.open() as container:
+        stream = _video_stream(container, plan.name)
+        stream.codec_context.thread_type = "AUTO"
+        size = None
+        slot = 0  # next position in ``reachable``
+        first_key = keys[0]
+        try:
+            for ordinal, frame in enumerate(container.decode(stream)):
+                if not plan.has_pts:
+                    key = ordinal
+                elif frame.pts is not None:
+                    key = frame.pts
+                else:  # rare: the decoder lost the timestamp; assume presentation order
+                    key = keys[min(ordinal, plan.available - 1)]
+                # Every sampled slot whose target key has been reached takes this frame:
+                # normally the exact frame; the next one if the decoder dropped it.
+                hits = 0
+                while slot + hits < len(reachable) and keys[reachable[slot + hits]] <= key:
+                    hits += 1
+                if hits:
+                    rgb = _to_rgb(frame, stream, size)
+                    if size is None:
+                        size = (frame.width, frame.height)
+                    if plan.has_pts and frame.pts is not None:
+                        seconds = float((frame.pts - first_key) * stream.time_base)
+                    else:
+                        seconds = ordinal / plan.rate if plan.rate else float(ordinal)
+                    for offset in range(hits):
+                        yield rgb, seconds, reachable[slot + offset]
+                    slot += hits
+                if slot == len(reachable):
+                    break
+        except av.error.FFmpegError as error:
+            errors.append(_describe(error))
+
+
+def _check_recovered(plan: _FilePlan, recovered: int, errors: list[str], min_frames: int | None):
+    """Warns or raises when fewer sampled frames were decoded than planned (see ``load_video``'s ``min_frames``)."""
+    name = plan.name
+    decode_error = errors[0] if errors else None
+    requested = len(plan.wanted)
+    if plan.broken is not None and plan.total == plan.available:
         warnings.warn(
-            f"{name}: reading packets failed after {available} frames ({index.broken}); "
+            f"{name}: reading packets failed after {plan.available} frames ({plan.broken}); "
             "sampled from those frames only",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    recovered = len(kept)
-    if recovered == 0:
-        problem = decode_error or index.broken or "the decoder returned no frames"
+    if recovered == 0 and requested > 0:
+        problem = decode_error or plan.broken or "the decoder returned no frames"
         raise VideoDecodeError(f"{name} has no decodable video frame ({problem})")
     if recovered < requested:
         floor = min_frames if min_frames is not None else max(1, math.ceil(requested / 2))
-        reason = decode_error or index.broken or (
-            f"stream ends after {available} of {total} frames" if truncated else "decoder stopped early"
+        reason = decode_error or plan.broken or (
+            f"stream ends after {plan.available} of {plan.total} frames" if plan.truncated else "decoder stopped early"
         )
         message = (
             f"{name}: video stream breaks part-way ({reason}); recovered {recovered} of "
@@ -552,16 +572,174 @@ def _load_file(
         )
         if recovered < floor:
             raise VideoDecodeError(f"{message}, fewer than the minimum of {floor}")
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
+
+def _load_file(
+    source: str | os.PathLike | BinaryIO,
+    num_frames: int | None,
+    fps: float | None,
+    min_frames: int | None,
+) -> DecodedVideo:
+    plan = _plan_file(source, num_frames, fps)
+    errors: list[str] = []
+    decoded = list(_decode_planned(plan, errors))
+    _check_recovered(plan, len(decoded), errors, min_frames)
     return DecodedVideo(
-        frames=np.stack(kept),
-        timestamps=kept_times,
-        indices=kept_indices,
-        fps=rate,
-        duration=duration,
-        num_source_frames=total,
-        source=name,
+        frames=np.stack([rgb for rgb, _, _ in decoded]),
+        timestamps=[seconds for _, seconds, _ in decoded],
+        indices=[index for _, _, index in decoded],
+        fps=plan.rate,
+        duration=plan.duration,
+        num_source_frames=plan.total,
+        source=plan.name,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Windows (long videos, growing files, live containers)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameWindows:
+    """The sampled frames of a video, decoded ``window`` at a time: iterate to get one
+    :class:`DecodedVideo` per window (the last one may be shorter).
+
+    Attributes:
+        source: printable name of the source.
+        num_frames: frames the iteration will yield (``None`` for a live container).
+        fps: average frame rate of the source (``None`` when unknown).
+        duration: length of the source in seconds (``None`` for a live container).
+    """
+
+    source: str
+    num_frames: int | None
+    fps: float | None
+    duration: float | None
+    _frames: Iterator[tuple[np.ndarray, float, int]]
+    _window: int
+    _finish: Callable[[int], None]  # called with the number of frames yielded, once the iteration ends
+
+    def __iter__(self) -> Iterator[DecodedVideo]:
+        recovered = 0
+        batch: list[tuple[np.ndarray, float, int]] = []
+        for item in self._frames:
+            batch.append(item)
+            if len(batch) == self._window:
+                recovered += len(batch)
+                yield self._decoded(batch)
+                batch = []
+        if batch:
+            recovered += len(batch)
+            yield self._decoded(batch)
+        self._finish(recovered)
+
+    def _decoded(self, batch: list[tuple[np.ndarray, float, int]]) -> DecodedVideo:
+        return DecodedVideo(
+            frames=np.stack([rgb for rgb, _, _ in batch]),
+            timestamps=[seconds for _, seconds, _ in batch],
+            indices=[index for _, _, index in batch],
+            fps=self.fps,
+            duration=self.duration if self.duration is not None else batch[-1][1],
+            num_source_frames=self.num_frames if self.num_frames is not None else batch[-1][2] + 1,
+            source=self.source,
+        )
+
+
+def _container_frames(container, fps: float, after_index: int) -> Iterator[tuple[np.ndarray, float, int]]:
+    """``(rgb, seconds, index)`` of the frames on screen at ``0, 1/fps, 2/fps, ...`` of an open
+    container, decided as frames arrive: a target is settled by the first frame shown after it,
+    and is then given the frame before (the rule of :func:`fps_indices`, which needs every
+    timestamp up front).  Frames with index ``<= after_index`` are skipped."""
+    stream = _video_stream(container, _source_name(container))
+    size = None
+    first_pts = None
+    target = 0  # next target number
+    previous = None  # (frame, seconds, index) of the last frame shown so far
+    last_yielded = -1
+    ordinal = -1
+
+    def take(entry):
+        nonlocal size
+        frame, seconds, index = entry
+        rgb = _to_rgb(frame, stream, size)
+        if size is None:
+            size = (frame.width, frame.height)
+        return rgb, seconds, index
+
+    for ordinal, frame in enumerate(container.decode(stream)):
+        if frame.pts is not None and stream.time_base is not None:
+            if first_pts is None:
+                first_pts = frame.pts
+            seconds = float((frame.pts - first_pts) * stream.time_base)
+        else:
+            rate = _average_rate(stream)
+            seconds = ordinal / rate if rate else float(ordinal)
+        settled = False
+        while previous is not None and target / fps + 1e-9 < seconds:
+            settled = True
+            target += 1
+        if settled and previous[2] > last_yielded:
+            last_yielded = previous[2]
+            if previous[2] > after_index:
+                yield take(previous)
+        previous = (frame, seconds, ordinal)
+    if previous is None:
+        return
+    # the last frame is on screen for the average spacing of the frames
+    end = previous[1] + (previous[1] / ordinal if ordinal > 0 else 1.0 / fps)
+    if target / fps < end and previous[2] > last_yielded and previous[2] > after_index:
+        yield take(previous)
+
+
+def read_windows(
+    source: str | os.PathLike | BinaryIO,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    *,
+    window: int = DEFAULT_NUM_FRAMES,
+    after_index: int = -1,
+    min_frames: int | None = None,
+) -> FrameWindows:
+    """Sample a video like :func:`load_video`, but decode it ``window`` frames at a time, so
+    that memory holds one window whatever the length of the video.
+
+    Args:
+        source: a path or binary file object (sampled exactly as :func:`load_video` samples
+            it: same frames, same times), or an open PyAV input container, e.g. a live
+            source, read once from where it is (``fps`` only; frames are sampled as they
+            arrive).
+        fps, num_frames: the sampling policy, as in :func:`load_video`.
+        window: frames per yielded :class:`DecodedVideo`.
+        after_index: only frames whose source index is larger are yielded: pass the last
+            index already taken to go on with a file that has grown, or after a pause.
+        min_frames: as in :func:`load_video`, checked when the iteration ends.
+
+    Returns:
+        :class:`FrameWindows`; the file's index pass has run, no frame is decoded yet.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    if av is not None and isinstance(source, av.container.InputContainer):
+        if fps is None or num_frames is not None:
+            raise ValueError("an open container is read once as it plays: sample it with fps, not num_frames")
+        _check_policy(None, fps)
+        stream = _video_stream(source, _source_name(source))
+        return FrameWindows(_source_name(source), None, _average_rate(stream), None,
+                            _container_frames(source, fps, after_index), window, lambda recovered: None)
+    num_frames = _check_policy(num_frames, fps)
+    plan = _plan_file(source, num_frames, fps)
+    plan.wanted = [index for index in plan.wanted if index > after_index]
+    errors: list[str] = []
+    return FrameWindows(
+        plan.name,
+        len([index for index in plan.wanted if index < plan.available]),
+        plan.rate,
+        plan.duration,
+        _decode_planned(plan, errors),
+        window,
+        lambda recovered: _check_recovered(plan, recovered, errors, min_frames),
     )
 
 
@@ -632,9 +810,11 @@ __all__ = [
     "DEFAULT_NUM_FRAMES",
     "FRAME_LAYOUT",
     "DecodedVideo",
+    "FrameWindows",
     "VideoDecodeError",
     "VideoSource",
     "fps_indices",
     "load_video",
+    "read_windows",
     "uniform_indices",
 ]

@@ -163,6 +163,17 @@ def decode_videos(videos: list, num_frames: int = DEFAULT_NUM_FRAMES) -> list[De
     return [video if isinstance(video, DecodedVideo) else load_video(video, num_frames=num_frames) for video in videos]
 
 
+def encoded_video(video):
+    """
+    `video` if it is already encoded, i.e. has a `codebook` `(K, hidden_size)` and an `index_map` `(T, P)` (a `.vqt`
+    file read back by the `vqtoken` package, a stream's snapshot); the snapshot of an object with a `snapshot()` method
+    (a `vqtoken.streaming.VideoStream`); `None` for anything else.
+    """
+    if hasattr(video, "snapshot"):
+        video = video.snapshot()
+    return video if hasattr(video, "codebook") and hasattr(video, "index_map") else None
+
+
 @torch.no_grad()
 def answer_prompts(
     model,
@@ -347,7 +358,9 @@ def ask_videos(
         model: a [`VQTokenLlavaOnevisionForConditionalGeneration`] in eval mode.
         processor: its [`VQTokenLlavaOnevisionProcessor`].
         videos: paths, file objects, frame arrays `(T, H, W, 3)` or [`DecodedVideo`]s. All are sampled to
-            `num_frames` frames (the processor needs one frame count per batch).
+            `num_frames` frames (the processor needs one frame count per batch). Or videos already encoded (see
+            [`encoded_video`]: `.vqt` files read back, `vqtoken.streaming.VideoStream`s), answered from their codebook
+            and index map.
         questions: one question per video.
         num_frames: frames sampled uniformly over each whole clip (default: the number the model expects,
             `processor.default_num_frames`).
@@ -360,10 +373,23 @@ def ask_videos(
         raise ValueError(f"Got {len(videos)} videos but {len(questions)} questions: give one question per video.")
     if not videos:
         raise ValueError("No video given.")
+    prompts = [video_prompt(processor, question) for question in questions]
+    encoded = [encoded_video(video) for video in videos]
+    if any(video is not None for video in encoded):
+        if not all(video is not None for video in encoded):
+            raise ValueError("A batch mixes encoded videos (read from .vqt files, streams) and videos: give one kind.")
+        return answer_prompts_from_codebooks(
+            model,
+            processor,
+            prompts,
+            [video.codebook for video in encoded],
+            [video.index_map for video in encoded],
+            max_new_tokens,
+            **generate_kwargs,
+        )
     start = time.perf_counter()
     decoded = decode_videos(videos, num_frames or processor.default_num_frames)
     timings = {"decode": time.perf_counter() - start}
-    prompts = [video_prompt(processor, question) for question in questions]
     return answer_prompts(model, processor, prompts, decoded, max_new_tokens, timings=timings, **generate_kwargs)
 
 
@@ -384,6 +410,7 @@ __all__ = [
     "check_context",
     "decode_videos",
     "encode_for_generation",
+    "encoded_video",
     "stock_video_tokens",
     "synchronize",
     "timed_generate",

@@ -241,9 +241,10 @@ def cache_settings(model) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _tensor_checksum(codebook: torch.Tensor, index_map: torch.Tensor) -> str:
+def tensor_checksum(*tensors: torch.Tensor) -> str:
+    """sha256 of the dtypes, shapes and bytes of CPU tensors, in order."""
     digest = hashlib.sha256()
-    for tensor in (codebook, index_map):
+    for tensor in tensors:
         digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}:".encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -257,6 +258,8 @@ def save_cached_video(
     source: str,
     processor=None,
     video: DecodedVideo | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
     """
     Writes one encoded video to `path` (atomically).
@@ -269,6 +272,8 @@ def save_cached_video(
         source: the source fingerprint ([`source_fingerprint`]).
         processor: the processor that prepared the frames (its resize and normalisation are recorded).
         video: the decoded video (its name, frame indices and times are recorded).
+        extra_tensors, extra_metadata: more tensors and string metadata to store (a stream's state, see
+            `vqtoken.streaming`); metadata given here replaces the fields written by default.
     """
     path = Path(path)
     settings = cache_settings(model)
@@ -290,7 +295,7 @@ def save_cached_video(
         **settings,
         "model_fingerprint": model_fingerprint(model),
         "source_fingerprint": source,
-        "tensors_sha256": _tensor_checksum(codebook, index_map),
+        "tensors_sha256": tensor_checksum(codebook, index_map),
         "kmeans_backend": str(model.config.vqtoken_kmeans_backend),
         "model_dtype": str(model.dtype).removeprefix("torch."),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -308,7 +313,8 @@ def save_cached_video(
         metadata["vqtoken_version"] = __version__
     except ImportError:  # pragma: no cover
         pass
-    data = safetensors_save({"codebook": codebook, "index_map": index_map}, metadata=metadata)
+    metadata.update(extra_metadata or {})
+    data = safetensors_save({"codebook": codebook, "index_map": index_map, **(extra_tensors or {})}, metadata=metadata)
     write_atomically(path, lambda stream: stream.write(data))
     return path
 
@@ -341,7 +347,7 @@ def read_cached_video(path) -> CachedVideo:
     if missing:
         raise CacheFormatError(f"{path}: missing tensors {missing}.")
     codebook, index_map = tensors["codebook"], tensors["index_map"]
-    if metadata.get("tensors_sha256") != _tensor_checksum(codebook, index_map):
+    if metadata.get("tensors_sha256") != tensor_checksum(codebook, index_map):
         raise CacheFormatError(f"{path}: the tensors do not match their checksum: the file is corrupted.")
     try:
         num_clusters, num_frames = int(metadata["num_clusters"]), int(metadata["num_frames"])

@@ -10,10 +10,19 @@ from typing import BinaryIO
 CHUNK_BYTES = 1 << 20
 
 
-def hash_stream(digest, stream: BinaryIO):
-    """Feeds `stream` to `digest` (a `hashlib` object) from its current position to its end, 1 MiB at a time."""
-    for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
+def hash_stream(digest, stream: BinaryIO, limit: int | None = None):
+    """
+    Feeds `stream` to `digest` (a `hashlib` object) from its current position to its end, or `limit` bytes at most,
+    1 MiB at a time.
+    """
+    remaining = limit
+    while remaining is None or remaining > 0:
+        chunk = stream.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))
+        if not chunk:
+            break
         digest.update(chunk)
+        if remaining is not None:
+            remaining -= len(chunk)
     return digest
 
 

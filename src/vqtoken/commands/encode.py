@@ -3,7 +3,7 @@
 import sys
 
 from .errors import UsageError
-from .options import add_model_options, load_model, shows_progress
+from .options import add_model_options, add_stream_options, load_model, new_stream, shows_progress
 
 
 HELP = "Encode videos once into .vqt files (codebook + index map), to ask them many questions later."
@@ -14,7 +14,10 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", required=True,
                         help="output folder (one .vqt per video), or a .vqt file when encoding one video")
     add_model_options(parser)
-    parser.add_argument("--overwrite", action="store_true", help="re-encode videos whose .vqt is already valid")
+    add_stream_options(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-encode videos whose .vqt is already valid (with --fps: start afresh instead of "
+                             "resuming a stream file)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -23,13 +26,39 @@ def run(args) -> int:
     from ..cache import collect_videos, encode_folder
 
     try:
-        collect_videos(args.videos, args.output)
+        pairs = collect_videos(args.videos, args.output)
     except ValueError as error:
         raise UsageError(str(error)) from None
     model, processor, _ = load_model(args)
-    report = encode_folder(model, processor, args.videos, args.output, num_frames=args.frames,
-                           overwrite=args.overwrite, progress=shows_progress(args))
+    if args.fps is not None:
+        report = _encode_streams(args, model, processor, pairs)
+    else:
+        report = encode_folder(model, processor, args.videos, args.output, num_frames=args.frames,
+                               overwrite=args.overwrite, progress=shows_progress(args))
     print(report.counts())
     for source, error in report.failed:
         print(f"vqtoken: error: {error if source in error else f'{source}: {error}'}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _encode_streams(args, model, processor, pairs):
+    """`--fps`: each video streamed into its `.vqt` file (`vqtoken.streaming.encode_stream`: window by window, with
+    checkpoints; a stream file already there of the same video and model is resumed)."""
+    from ..cache import CacheError, EncodeReport
+    from ..modeling.video_io import VideoDecodeError
+    from ..streaming import encode_stream
+    from .options import progress
+
+    new_stream(model, processor, args)  # settings a stream cannot use are refused before any file is read
+    report = EncodeReport()
+    for source, target in pairs:
+        with progress(args, None, f"streaming {source.name}", unit="frame") as bar:
+            try:
+                added = encode_stream(model, processor, source, target, args.fps, attention_frames=args.frames,
+                                      window=args.chunk_frames, overwrite=args.overwrite, progress=bar)
+            except (VideoDecodeError, CacheError, OSError) as error:  # one bad file must not stop a folder
+                problem = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
+                report.failed.append((str(source), str(problem)))
+                continue
+        (report.written if added else report.skipped).append(target)
+    return report

@@ -32,6 +32,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def utf8_text(text: str) -> str:
     """Command-line text that must be valid UTF-8 (Python keeps undecodable bytes as lone surrogates)."""
     try:
@@ -58,6 +68,28 @@ def add_model_options(parser: argparse.ArgumentParser, frames: bool = True, sett
         parser.add_argument("--max-clusters", type=positive_int, metavar="K", help="override vqtoken_max_clusters")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="'auto': bfloat16 on CUDA, float32 on CPU")
+
+
+def add_stream_options(parser: argparse.ArgumentParser):
+    """`--fps` (stream the video: decode, encode and cluster it window by window) and `--chunk-frames`."""
+    parser.add_argument(
+        "--fps", type=positive_float,
+        help="sample this many frames per second of video and stream them: decoded, encoded and clustered "
+             "--chunk-frames at a time, so memory does not grow with the video's length; --frames is then the number "
+             "of index-map rows the VQ-Attention reads, spread over the whole video",
+    )
+    parser.add_argument("--chunk-frames", type=positive_int, default=32, help="frames per chunk with --fps (default 32)")
+
+
+def new_stream(model, processor, args):
+    """A [`~vqtoken.streaming.VideoStream`] of `model` reading `--frames` index-map rows; settings a stream cannot
+    use are a usage error."""
+    from ..streaming import VideoStream
+
+    try:
+        return VideoStream(model, processor, attention_frames=args.frames)
+    except ValueError as error:
+        raise UsageError(f"argument --fps: {error}") from None
 
 
 def add_token_option(parser: argparse.ArgumentParser):

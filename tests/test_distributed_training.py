@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 import vqtoken
 from vqtoken.training import load_config, train
 from vqtoken.training.config import ModelArgs
-from vqtoken.training.modeling import load_model_and_processor, select_trainable_parameters
+from vqtoken.training.trainable import load_starting_model, select_trainable_parameters
 from vqtoken.training.synthetic_data import generate_synthetic_dataset
 from vqtoken.training.trainer import check_sharding
 
@@ -146,7 +146,7 @@ def test_checkpoint_resumes_exactly(launched, data):
 
 
 def test_parts_that_do_not_run_stay_frozen():
-    model, _ = load_model_and_processor(ModelArgs(vqtoken={"vqtoken_mode": "centroids", "vqtoken_max_clusters": 6}))
+    model, _ = load_starting_model(ModelArgs(vqtoken={"vqtoken_mode": "centroids", "vqtoken_max_clusters": 6}))
     groups = select_trainable_parameters(model, {"vq_attention": 1e-3, "vision_tower": 1e-3})
     assert [group["name"] for group in groups] == ["vision_tower"]
     trained = {id(parameter) for parameter in groups[0]["params"]}

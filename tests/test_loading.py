@@ -58,7 +58,7 @@ def test_stock_checkpoint_in_hub_layout_loads_every_tensor(build_model, tmp_path
 @torch.no_grad()
 def test_loader_and_training_start_from_a_stock_checkpoint(build_model, tmp_path):
     from vqtoken.training.config import ModelArgs
-    from vqtoken.training.modeling import load_model_and_processor as load_for_training
+    from vqtoken.training.trainable import load_starting_model as load_for_training
 
     model, processor = build_model(vqtoken_mode="off")
     stock = save_stock_folder(model, processor, tmp_path)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import vqtoken
 from vqtoken.training import load_config, train
 from vqtoken.training.data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
-from vqtoken.training.modeling import load_model_and_processor
+from vqtoken.training.trainable import load_starting_model
 from vqtoken.synthetic import ClipSpec, render_clip
 from vqtoken.training.synthetic_data import ANSWERS, answer, generate_synthetic_dataset
 from helpers import BLOCK_VQTOKEN
@@ -55,7 +55,7 @@ def make_config(synthetic, output_dir, *overrides):
 
 
 def initial_state(config):
-    model, _ = load_model_and_processor(config.model)
+    model, _ = load_starting_model(config.model)
     return {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
 
@@ -113,7 +113,7 @@ def test_bad_records_are_skipped_and_counted(synthetic, tmp_path, caplog):
 def test_labels_cover_only_the_answers(synthetic, tokenizer):
     train_file, _ = synthetic
     config = make_config(synthetic, "unused")
-    _, processor = load_model_and_processor(config.model)
+    _, processor = load_starting_model(config.model)
     records, _ = load_conversation_records([str(train_file)])
     dataset = VideoConversationDataset(records, num_frames=4)
     batch = VideoConversationCollator(processor)([dataset[0], dataset[1], None])
@@ -131,7 +131,7 @@ def test_multi_turn_records_ask_every_question_and_label_every_answer(synthetic,
                                       seed=5, split="multi")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 3
-    _, processor = load_model_and_processor(make_config(synthetic, "unused").model)
+    _, processor = load_starting_model(make_config(synthetic, "unused").model)
     loaded, _ = load_conversation_records([str(path)])
     batch = VideoConversationCollator(processor)([VideoConversationDataset(loaded, num_frames=4)[i] for i in range(3)])
     for row, record in enumerate(records):
@@ -207,7 +207,7 @@ def test_stock_onevision_start_with_bf16_and_gradient_checkpointing(synthetic, t
 
     config = make_config(synthetic, tmp_path / "run", "train.max_steps=2", "train.mixed_precision=bf16",
                          "train.gradient_checkpointing=true")
-    vq_model, processor = load_model_and_processor(config.model)
+    vq_model, processor = load_starting_model(config.model)
     values = {key: value for key, value in vq_model.config.to_dict().items()
               if not key.startswith("vqtoken_") and key not in ("model_type", "architectures", "auto_map")}
     torch.manual_seed(1)
@@ -238,7 +238,7 @@ def test_lora_adapters_save_load_and_merge(synthetic, tmp_path):
     base_names = [name for name in before if "language_model.layers.0.self_attn.q_proj.weight" in name]
     assert base_names and not torch.equal(before[base_names[0]], merged_saved[base_names[0]])
 
-    fresh, processor = load_model_and_processor(config.model)
+    fresh, processor = load_starting_model(config.model)
     merged = merge_lora(load_lora_adapter(fresh, str(adapter))).eval()
     reloaded = vqtoken.VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(result.final_model_dir).eval()
     for name, tensor in reloaded.state_dict().items():
@@ -280,7 +280,7 @@ def test_synthetic_evaluation_scores_every_question(synthetic, tmp_path):
     from vqtoken.training.synthetic_eval import evaluate_synthetic
 
     config = make_config(synthetic, tmp_path / "run", "train.max_steps=1", "train.save_final_model=false")
-    model, processor = load_model_and_processor(config.model)
+    model, processor = load_starting_model(config.model)
     scores = evaluate_synthetic(model, processor, synthetic[1], num_frames=4, batch_size=4)
     assert scores["count"] == 8 and 0.0 <= scores["accuracy"] <= 1.0
     assert scores["visual_tokens"] == 6 + 1

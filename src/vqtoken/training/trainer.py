@@ -28,7 +28,7 @@ import torch
 
 from .config import TrainingConfig
 from .data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
-from .modeling import VQTokenTrainingModule, load_model_and_processor, select_trainable_parameters
+from .trainable import VQTokenTrainingModule, load_starting_model, select_trainable_parameters
 
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
     """Loads the model (LoRA, trainable parts, checkpointing), the data, the optimizer and schedule; wraps them."""
     from transformers import get_cosine_schedule_with_warmup, get_scheduler
 
-    model, processor = load_model_and_processor(config.model)
+    model, processor = load_starting_model(config.model)
     peft_model = None
     if config.lora.enabled:
         from .lora import apply_lora

@@ -1,6 +1,7 @@
 """
-Model side of training: loading the starting model, choosing the parts that train, and the module whose forward
-computes the loss of a batch (so that `accelerate` wraps one module: DDP, DeepSpeed and FSDP see every parameter used).
+The model side of training (`vqtoken.modeling` is the model itself): loading the starting model, choosing the parts
+that train, and the module whose forward computes the loss of a batch (so that `accelerate` wraps one module: DDP,
+DeepSpeed and FSDP see every parameter used).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def tiny_model_config(tokenizer, tiny: dict | None = None, vqtoken: dict | None 
     return config
 
 
-def load_model_and_processor(args: ModelArgs):
+def load_starting_model(args: ModelArgs):
     """
     The starting model and its processor.
 
@@ -196,7 +197,7 @@ __all__ = [
     "TINY_DEFAULTS",
     "UNUSED_VISION_TOWER_CHILDREN",
     "VQTokenTrainingModule",
-    "load_model_and_processor",
+    "load_starting_model",
     "part_modules",
     "select_trainable_parameters",
     "tiny_model_config",

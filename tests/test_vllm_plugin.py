@@ -102,3 +102,92 @@ def test_mode_off_gives_the_tokens_of_vllm_onevision(tokenizer, tmp_path):
     # 4x4 patches pooled to 2x2 per frame, 4 frames, + newline
     assert [video_placeholders(output, model.config.video_token_id) for output in ours] == [17, 17]
     assert answers(ours) == [transformers_answer(model, processor, frames) for frames in videos]
+
+
+ADAPTIVE = {"vqtoken_mode": "attention", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
+            "vqtoken_max_clusters": 24}
+
+
+def two_video_prompt(processor) -> str:
+    content = [{"type": "video"}, {"type": "video"}, {"type": "text", "text": "are they the same ?"}]
+    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+
+
+def test_vqt_files_and_embeddings_give_the_tokens_of_transformers_generate(tokenizer, tmp_path):
+    from vqtoken.cache import encode_videos, load_cached_videos
+    from vqtoken.vllm_plugin.vqt_inputs import video_input_from_vqt
+
+    model, processor = lively_model(tokenizer, **ADAPTIVE)
+    folder = save_folder(model, processor, tmp_path / "adaptive")
+    videos = [clip(5), clip(6), clip(7)]
+    paths = encode_videos(model, processor, videos, [tmp_path / f"{index}.vqt" for index in range(3)], num_frames=4)
+    encoded = [load_cached_videos(path, model) for path in paths]
+    expected = [transformers_answer(model, processor, video_outputs=outputs) for outputs in encoded]
+    counts = [outputs.pooler_output[0].shape[0] for outputs in encoded]
+    assert len({tuple(answer) for answer in expected}) == len(videos)
+    assert len(set(counts)) > 1, "adaptive K should give these videos different token counts"
+    pair_expected = transformers_answer(
+        model, processor, video_outputs=load_cached_videos(paths[:2], model), text=two_video_prompt(processor)
+    )
+
+    with engine(folder, enable_mm_embeds=True, limit_mm_per_prompt={"image": 0, "video": 0}) as llm:
+        from_files = llm.generate(
+            [{"prompt": prompt(processor), "multi_modal_data": {"video": video_input_from_vqt(path)}} for path in paths],
+            greedy(),
+        )
+        from_embeddings = llm.generate(
+            [{"prompt": prompt(processor), "multi_modal_data": {"video": [outputs.pooler_output[0]]}}
+             for outputs in encoded],
+            greedy(),
+        )
+        pair = llm.generate(
+            {"prompt": two_video_prompt(processor), "multi_modal_data": {"video": video_input_from_vqt(paths[:2])}},
+            greedy(),
+        )
+
+    assert answers(from_files) == expected
+    assert answers(from_embeddings) == expected
+    assert [video_placeholders(output, model.config.video_token_id) for output in from_files] == counts
+    assert answers(pair) == [pair_expected]
+
+
+def test_bad_videos_are_refused_per_request(tokenizer, tmp_path):
+    from vllm.exceptions import VLLMValidationError
+
+    from vqtoken.cache import encode_videos
+    from vqtoken.vllm_plugin.vqt_inputs import video_input_from_vqt
+
+    model, processor = lively_model(tokenizer, **ADAPTIVE)
+    folder = save_folder(model, processor, tmp_path / "adaptive")
+    [good] = encode_videos(model, processor, [clip(8)], [tmp_path / "good.vqt"], num_frames=4)
+    other_model, _ = lively_model(tokenizer, seed=1, **ADAPTIVE)
+    [foreign] = encode_videos(other_model, processor, [clip(8)], [tmp_path / "foreign.vqt"], num_frames=4)
+    other_settings, _ = lively_model(tokenizer, **{**ADAPTIVE, "vqtoken_seed": 3})
+    [reseeded] = encode_videos(other_settings, processor, [clip(8)], [tmp_path / "reseeded.vqt"], num_frames=4)
+    truncated = good.read_bytes()[:-100]
+
+    def request(video):
+        return {"prompt": prompt(processor), "multi_modal_data": {"video": video}}
+
+    with engine(folder, enable_mm_embeds=True, limit_mm_per_prompt={"image": 0, "video": 0}) as llm:
+        refusals = {
+            "model_fingerprint": video_input_from_vqt(foreign),
+            "seed=3": video_input_from_vqt(reseeded),
+            "not a readable .vqt file": video_input_from_vqt(truncated),
+            "hidden dimension mismatch: got 100, but model expects 256": [torch.randn(7, 100)],
+            "At most 0 video": clip(8),
+        }
+        for message, video in refusals.items():
+            with pytest.raises((ValueError, VLLMValidationError), match=message):
+                llm.generate(request(video), greedy())
+        # the engine keeps serving
+        [output] = llm.generate(request(video_input_from_vqt(good)), greedy())
+    assert output.outputs[0].token_ids
+
+
+def test_adaptive_k_with_frames_fails_at_startup_with_the_reason(tokenizer, tmp_path):
+    model, processor = lively_model(tokenizer, **ADAPTIVE)
+    folder = save_folder(model, processor, tmp_path / "adaptive")
+    with pytest.raises(Exception, match="vLLM fixes the number of a video's placeholder tokens before its encoder runs"):
+        with engine(folder, limit_mm_per_prompt={"image": 0, "video": 1}):
+            pass

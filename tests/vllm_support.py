@@ -62,12 +62,19 @@ def stop_token_ids(processor) -> list[int]:
 
 
 @torch.no_grad()
-def transformers_answer(model, processor, frames=None, video_outputs=None) -> list[int]:
-    """Greedy tokens of our Transformers `generate` for one video, alone: from frames, or from encoded videos."""
+def transformers_answer(model, processor, frames=None, video_outputs=None, text=None) -> list[int]:
+    """Greedy tokens of our Transformers `generate` for one prompt (default: [`prompt`]), alone: with the frames of a
+    video, or with videos encoded beforehand."""
+    text = text if text is not None else prompt(processor)
     if frames is not None:
-        inputs = processor(text=prompt(processor), videos=[frames], return_tensors="pt")
+        inputs = processor(text=text, videos=[frames], return_tensors="pt")
     else:
-        inputs = processor.tokenizer(prompt(processor), return_tensors="pt")
+        # one placeholder per token of each video, so that `generate` keeps the prompt's length as it is
+        pieces = text.split(processor.video_token)
+        counts = [tokens.shape[0] for tokens in video_outputs.pooler_output]
+        assert len(pieces) == len(counts) + 1
+        text = pieces[0] + "".join(processor.video_token * count + piece for count, piece in zip(counts, pieces[1:]))
+        inputs = processor.tokenizer(text, return_tensors="pt")
     output = model.generate(
         **inputs,
         video_outputs=video_outputs,

@@ -9,6 +9,7 @@ model runs. `.vqt` files reach the second one directly. Mode `"off"` is stock vL
 """
 
 import torch
+from torch import nn
 from vllm.config import VllmConfig
 from vllm.model_executor.models.llava_onevision import (
     LlavaOnevisionDummyInputsBuilder,
@@ -20,7 +21,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ..modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionModel
 from ..modeling.vqtoken_attention import VQTokenAttention
-from .processing import CODEBOOK_FIELD, INDEX_MAP_FIELD, VQTokenMultiModalProcessor, VQTokenProcessingInfo
+from .processing import ADAPTIVE_K_MESSAGE, CODEBOOK_FIELD, INDEX_MAP_FIELD, VQTokenMultiModalProcessor, VQTokenProcessingInfo
 
 
 @MULTIMODAL_REGISTRY.register_processor(
@@ -53,8 +54,16 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
     video_outputs_from_codebooks = VQTokenLlavaOnevisionModel.video_outputs_from_codebooks
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = ""):
+        config = vllm_config.model_config.hf_config
+        frames_allowed = vllm_config.model_config.get_multimodal_config().get_limit_per_prompt("video") > 0
+        if config.vqtoken_mode != "off" and config.vqtoken_selection_method != "fixed" and frames_allowed:
+            raise ValueError(ADAPTIVE_K_MESSAGE.format(method=config.vqtoken_selection_method))
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.vq_attention = VQTokenAttention(self.config)
+        if self.image_newline.is_meta:
+            # with images and frames both disabled (serving .vqt files only, `--limit-mm-per-prompt` 0) vLLM builds no
+            # tower, and the newline with it; the tokens of a .vqt end with it
+            self.image_newline = nn.Parameter(torch.empty(self.config.text_config.hidden_size))
 
     def _process_video_pixels(self, inputs: LlavaOnevisionVideoPixelInputs) -> list[torch.Tensor]:
         """

@@ -195,9 +195,23 @@ class VQTokenProcessingInfo(LlavaOnevisionProcessingInfo):
         config = self.get_hf_config()
         if config.vqtoken_mode == "off":
             return super().get_num_video_tokens(image_width=image_width, image_height=image_height, num_frames=num_frames)
-        if config.vqtoken_selection_method != "fixed":
-            raise ValueError(ADAPTIVE_K_MESSAGE.format(method=config.vqtoken_selection_method))
+        # a fixed K: the model refuses to start with an adaptive one while frames are allowed (ADAPTIVE_K_MESSAGE)
         return video_token_count(config, num_frames, config.vqtoken_max_clusters)
+
+    def get_mm_max_tokens_per_item(self, seq_len: int, mm_counts: Mapping[str, int]) -> Mapping[str, int] | None:
+        """The most tokens one item can take, which vLLM sizes its encoder cache with: in mode `"off"` measured by
+        stock on dummy inputs; else, for a video, the count of a `DEFAULT_NUM_FRAMES`-frame video at
+        `vqtoken_max_clusters` (also what a `.vqt` of as many frames gives at most), without encoding a dummy video
+        (impossible with an adaptive K)."""
+        config = self.get_hf_config()
+        if config.vqtoken_mode == "off":
+            return None
+        num_frames = self.get_num_frames_with_most_features(seq_len, mm_counts)
+        max_tokens = {
+            "video": video_token_count(config, num_frames, config.vqtoken_max_clusters),
+            "image": self.get_max_image_tokens(),
+        }
+        return {modality: max_tokens[modality] for modality in mm_counts}
 
     def get_num_frames_with_most_features(self, seq_len: int, mm_counts: Mapping[str, int]) -> int:
         """Frames of the dummy videos vLLM profiles memory with: stock's choice in mode `"off"`, else the default

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from video_fixtures import write_test_video
-from vllm_support import QUESTION, MAX_NEW_TOKENS, clip, lively_model, save_folder, transformers_answer
-
-
-vllm = pytest.importorskip("vllm")
+pytest.importorskip("vllm")
 openai = pytest.importorskip("openai")
+
+from video_fixtures import write_test_video  # noqa: E402
+from vllm_support import MAX_NEW_TOKENS, QUESTION, clip, lively_model, save_folder, transformers_answer  # noqa: E402
+
 pytestmark = pytest.mark.vllm
 
 STARTUP_SECONDS = 600
@@ -122,5 +122,6 @@ def test_bad_videos_are_refused_and_the_server_stays_up(served):
     with urllib.request.urlopen(f"http://127.0.0.1:{served['port']}/health", timeout=5) as response:
         assert response.status == 200
     # frames decoded by vLLM, then a .vqt, still answered
-    assert ask(served, {"type": "video_url", "video_url": {"url": served["video"].as_uri()}}).choices[0].message.content
+    from_frames = ask(served, {"type": "video_url", "video_url": {"url": served["video"].as_uri()}})
+    assert from_frames.choices[0].message.content
     assert ask(served, video_embeds_part_from_vqt(served["vqt"])).choices[0].message.content

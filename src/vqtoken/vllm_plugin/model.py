@@ -21,7 +21,13 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ..modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionModel
 from ..modeling.vqtoken_attention import VQTokenAttention
-from .processing import ADAPTIVE_K_MESSAGE, CODEBOOK_FIELD, INDEX_MAP_FIELD, VQTokenMultiModalProcessor, VQTokenProcessingInfo
+from .processing import (
+    ADAPTIVE_K_MESSAGE,
+    CODEBOOK_FIELD,
+    INDEX_MAP_FIELD,
+    VQTokenMultiModalProcessor,
+    VQTokenProcessingInfo,
+)
 
 
 @MULTIMODAL_REGISTRY.register_processor(
@@ -96,7 +102,8 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         holds `.vqt` videos only, video embeddings only, or stock inputs (frames, images) only."""
         codebooks = kwargs.get(CODEBOOK_FIELD)
         if codebooks is not None:
-            return tuple(self.video_outputs_from_codebooks(list(codebooks), list(kwargs[INDEX_MAP_FIELD])).pooler_output)
+            outputs = self.video_outputs_from_codebooks(list(codebooks), list(kwargs[INDEX_MAP_FIELD]))
+            return tuple(outputs.pooler_output)
         video_embeds = kwargs.get("video_embeds")
         if video_embeds is not None:
             return tuple(video_embeds)

@@ -98,7 +98,10 @@ class CachedVideoItems(DictEmbeddingItems):
 
     def __init__(self, videos: list[CachedVideo], num_tokens: list[int]):
         super().__init__(
-            {CODEBOOK_FIELD: [video.codebook for video in videos], INDEX_MAP_FIELD: [video.index_map for video in videos]},
+            {
+                CODEBOOK_FIELD: [video.codebook for video in videos],
+                INDEX_MAP_FIELD: [video.index_map for video in videos],
+            },
             modality="video",
             required_fields={CODEBOOK_FIELD, INDEX_MAP_FIELD},
             fields_factory=lambda data: cached_video_fields(),
@@ -110,7 +113,8 @@ class CachedVideoItems(DictEmbeddingItems):
 
 
 def cached_video_fields() -> dict[str, MultiModalFieldConfig]:
-    return {CODEBOOK_FIELD: MultiModalFieldConfig.batched("video"), INDEX_MAP_FIELD: MultiModalFieldConfig.batched("video")}
+    """Codebooks and index maps go to the model one per video."""
+    return {field: MultiModalFieldConfig.batched("video") for field in (CODEBOOK_FIELD, INDEX_MAP_FIELD)}
 
 
 def _vqt_blobs(value) -> list[torch.Tensor]:
@@ -121,13 +125,13 @@ def _vqt_blobs(value) -> list[torch.Tensor]:
     elif isinstance(value, (list, tuple)):
         blobs = list(value)
     else:
-        raise ValueError(f"`video[{VQT_FIELD!r}]` must hold the bytes of .vqt files as uint8 tensors, got {type(value)}.")
+        blobs = [value]
     for index, blob in enumerate(blobs):
         if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8 or blob.ndim != 1:
+            got = (blob.dtype, tuple(blob.shape)) if isinstance(blob, torch.Tensor) else type(blob).__name__
             raise ValueError(
                 f"video {index}: a .vqt file is sent as a 1-D uint8 tensor of its bytes "
-                "(vqtoken.vllm_plugin.vqt_inputs), got "
-                f"{type(blob).__name__ if not isinstance(blob, torch.Tensor) else (blob.dtype, tuple(blob.shape))}."
+                f"(vqtoken.vllm_plugin.vqt_inputs), got {got}."
             )
     return blobs
 
@@ -144,9 +148,8 @@ class VQTokenDataParser(MultiModalDataParser):
             unexpected = sorted(set(data) - {VQT_FIELD})
             if unexpected:
                 raise ValueError(f"A .vqt video entry holds only {VQT_FIELD!r}, got also {unexpected}.")
-            read = [
-                self.read_video(blob.numpy().tobytes(), index) for index, blob in enumerate(_vqt_blobs(data[VQT_FIELD]))
-            ]
+            blobs = _vqt_blobs(data[VQT_FIELD])
+            read = [self.read_video(blob.numpy().tobytes(), index) for index, blob in enumerate(blobs)]
             return CachedVideoItems([video for video, _ in read], [count for _, count in read])
         return super()._parse_video_data(data)
 
@@ -194,7 +197,9 @@ class VQTokenProcessingInfo(LlavaOnevisionProcessingInfo):
     def get_num_video_tokens(self, *, image_width: int, image_height: int, num_frames: int) -> int:
         config = self.get_hf_config()
         if config.vqtoken_mode == "off":
-            return super().get_num_video_tokens(image_width=image_width, image_height=image_height, num_frames=num_frames)
+            return super().get_num_video_tokens(
+                image_width=image_width, image_height=image_height, num_frames=num_frames
+            )
         # a fixed K: the model refuses to start with an adaptive one while frames are allowed (ADAPTIVE_K_MESSAGE)
         return video_token_count(config, num_frames, config.vqtoken_max_clusters)
 
@@ -260,7 +265,8 @@ class VQTokenMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
                 )
             return [video_token_id] * count
 
-        return [*image_updates, PromptReplacement(modality="video", target=[video_token_id], replacement=video_replacement)]
+        video_update = PromptReplacement(modality="video", target=[video_token_id], replacement=video_replacement)
+        return [*image_updates, video_update]
 
 
 __all__ = [

@@ -16,7 +16,6 @@ projector, which is computed from the folder's weight files, in the dtype vLLM r
 """
 
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -40,8 +39,6 @@ from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisi
 from ..modeling.video_io import DEFAULT_NUM_FRAMES
 from .vqt_inputs import VQT_FIELD
 
-
-logger = logging.getLogger(__name__)
 
 CODEBOOK_FIELD = "vqtoken_codebook"
 INDEX_MAP_FIELD = "vqtoken_index_map"

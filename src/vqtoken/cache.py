@@ -57,7 +57,7 @@ FORMAT_VERSION = 2
 CACHE_SUFFIX = ".vqt"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".gif", ".ts", ".flv", ".wmv")
 FINGERPRINT_SAMPLES = 1024
-"""Elements read from each weight tensor by [`model_fingerprint`] (evenly spaced, first and last included)."""
+"""Elements read from each weight tensor by [`fingerprint_tensors`] (evenly spaced, first and last included)."""
 
 _REQUIRED_TENSORS = ("codebook", "index_map")
 
@@ -138,38 +138,44 @@ def _inner_model(model):
 
 def model_fingerprint(model) -> str:
     """
-    sha256 over what determines a video's codebook: the names, shapes and a sample of the values of every parameter
-    and buffer of the vision tower and the projector.
+    sha256 over what determines a video's codebook: the weights of the vision tower and the projector, that is the
+    tensors of their `state_dict` (parameters and persistent buffers: what the weights file stores, so that a server
+    holding only the file, such as the vLLM plugin, computes the same value), hashed by [`fingerprint_tensors`].
 
-    The sample is [`FINGERPRINT_SAMPLES`] evenly spaced elements of each tensor (all of a smaller one), as fp32, so the
-    fingerprint does not depend on the device, and on the dtype only through the values themselves. It costs
-    milliseconds for LLaVA-OneVision-0.5B (hashing all ~400 M tower parameters would take seconds). Other weights or a
-    fine-tuned tower change essentially every element, so they change the fingerprint; an edit confined to unsampled
-    elements would not. The result is kept on the model and recomputed when a tensor is replaced or modified in
-    place (load_state_dict, an optimiser step).
+    It costs milliseconds for LLaVA-OneVision-0.5B (hashing all ~400 M tower parameters would take seconds). Other
+    weights or a fine-tuned tower change essentially every element, so they change the fingerprint; an edit confined
+    to unsampled elements would not. The result is kept on the model and recomputed when a tensor is replaced or
+    modified in place (load_state_dict, an optimiser step).
     """
     inner = _inner_model(model)
     tensors = []
     for prefix, module in (("vision_tower", inner.vision_tower), ("multi_modal_projector", inner.multi_modal_projector)):
-        tensors += [(f"{prefix}.{name}", tensor) for name, tensor in module.named_parameters()]
-        tensors += [(f"{prefix}.{name}", tensor) for name, tensor in module.named_buffers()]
-    tensors.sort(key=lambda item: item[0])
+        tensors += [(f"{prefix}.{name}", tensor) for name, tensor in module.state_dict(keep_vars=True).items()]
     key = tuple((name, tensor.data_ptr(), tensor._version, tensor.dtype, tuple(tensor.shape)) for name, tensor in tensors)
     memo = inner.__dict__.get("_vqtoken_fingerprint")
     if memo is not None and memo[0] == key:
         return memo[1]
-    digest = hashlib.sha256(b"vqtoken-model-fingerprint-v1")
+    fingerprint = fingerprint_tensors(tensors)
+    inner.__dict__["_vqtoken_fingerprint"] = (key, fingerprint)
+    return fingerprint
+
+
+def fingerprint_tensors(named_tensors: list[tuple[str, torch.Tensor]]) -> str:
+    """
+    sha256 over `(name, tensor)` pairs, in name order: each name and shape, and a sample of [`FINGERPRINT_SAMPLES`]
+    evenly spaced elements of the tensor (first and last included; all of a smaller one) as fp32, so that the value
+    does not depend on the device, and on the dtype only through the values themselves.
+    """
+    digest = hashlib.sha256(b"vqtoken-model-fingerprint-v2")
     with torch.no_grad():
-        for name, tensor in tensors:
+        for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
             flat = tensor.detach().reshape(-1)
             digest.update(f"{name}:{tuple(tensor.shape)}:".encode())
             if flat.numel() > FINGERPRINT_SAMPLES:
                 positions = torch.linspace(0, flat.numel() - 1, FINGERPRINT_SAMPLES, dtype=torch.float64)
                 flat = flat[positions.round().long().to(flat.device)]
             digest.update(flat.to(torch.float32).cpu().numpy().tobytes())
-    fingerprint = digest.hexdigest()
-    inner.__dict__["_vqtoken_fingerprint"] = (key, fingerprint)
-    return fingerprint
+    return digest.hexdigest()
 
 
 def source_fingerprint(source) -> str:
@@ -216,7 +222,11 @@ def _preprocess_settings(processor) -> str | None:
 
 def cache_settings(model) -> dict[str, str]:
     """The settings of `model` a cached video must have been made with (see the module docstring), as strings."""
-    config = model.config
+    return config_cache_settings(model.config)
+
+
+def config_cache_settings(config) -> dict[str, str]:
+    """[`cache_settings`] of a model with configuration `config` (a [`VQTokenLlavaOnevisionConfig`])."""
     settings = {
         "hidden_size": config.text_config.hidden_size,
         "tokens_per_frame": config.vqtoken_tokens_per_frame,
@@ -329,38 +339,50 @@ def read_cached_video(path) -> CachedVideo:
         CacheFormatError: not a `.vqt` file, truncated or corrupted, or of an unsupported format version.
     """
     path = Path(path)
-    data = path.read_bytes()
+    return parse_cached_video(path.read_bytes(), path)
+
+
+def parse_cached_video(data: bytes, path=None) -> CachedVideo:
+    """
+    [`read_cached_video`] of the bytes of a `.vqt` file (e.g. received in a request); `path`, if given, names it in
+    errors.
+
+    Raises:
+        CacheFormatError: not a `.vqt` file, truncated or corrupted, or of an unsupported format version.
+    """
+    path = Path(path) if path is not None else None
+    where = path if path is not None else "<.vqt bytes>"
     try:
         tensors = safetensors_load(data)
         header_length = int.from_bytes(data[:8], "little")  # safetensors: u64 length, then the JSON header
         metadata = dict(json.loads(data[8 : 8 + header_length]).get("__metadata__") or {})
     except Exception as error:  # safetensors raises its own error types for bad headers and short files
-        raise CacheFormatError(f"{path}: not a readable .vqt file (truncated or corrupted?): {error}") from error
+        raise CacheFormatError(f"{where}: not a readable .vqt file (truncated or corrupted?): {error}") from error
     if metadata.get("format") != FORMAT_NAME:
-        raise CacheFormatError(f"{path}: not a VQToken video cache (format {metadata.get('format')!r}).")
+        raise CacheFormatError(f"{where}: not a VQToken video cache (format {metadata.get('format')!r}).")
     if metadata.get("format_version") != str(FORMAT_VERSION):
         raise CacheFormatError(
-            f"{path}: .vqt format version {metadata.get('format_version')!r} is not supported by this version of "
+            f"{where}: .vqt format version {metadata.get('format_version')!r} is not supported by this version of "
             f"vqtoken (it reads version {FORMAT_VERSION}); re-encode the video."
         )
     missing = [name for name in _REQUIRED_TENSORS if name not in tensors]
     if missing:
-        raise CacheFormatError(f"{path}: missing tensors {missing}.")
+        raise CacheFormatError(f"{where}: missing tensors {missing}.")
     codebook, index_map = tensors["codebook"], tensors["index_map"]
     if metadata.get("tensors_sha256") != tensor_checksum(codebook, index_map):
-        raise CacheFormatError(f"{path}: the tensors do not match their checksum: the file is corrupted.")
+        raise CacheFormatError(f"{where}: the tensors do not match their checksum: the file is corrupted.")
     try:
         num_clusters, num_frames = int(metadata["num_clusters"]), int(metadata["num_frames"])
         tokens_per_frame = int(metadata["tokens_per_frame"])
     except (KeyError, ValueError) as error:
-        raise CacheFormatError(f"{path}: incomplete metadata ({error}).") from error
+        raise CacheFormatError(f"{where}: incomplete metadata ({error}).") from error
     if codebook.ndim != 2 or codebook.shape[0] != num_clusters:
-        raise CacheFormatError(f"{path}: codebook of shape {tuple(codebook.shape)} for K={num_clusters}.")
+        raise CacheFormatError(f"{where}: codebook of shape {tuple(codebook.shape)} for K={num_clusters}.")
     if tuple(index_map.shape) != (num_frames, tokens_per_frame) or index_map.is_floating_point():
-        raise CacheFormatError(f"{path}: index map of shape {tuple(index_map.shape)} / {index_map.dtype}.")
+        raise CacheFormatError(f"{where}: index map of shape {tuple(index_map.shape)} / {index_map.dtype}.")
     index_map = index_map.long()
     if index_map.numel() and (int(index_map.min()) < 0 or int(index_map.max()) >= num_clusters):
-        raise CacheFormatError(f"{path}: index map refers to clusters outside 0..{num_clusters - 1}.")
+        raise CacheFormatError(f"{where}: index map refers to clusters outside 0..{num_clusters - 1}.")
     return CachedVideo(codebook=codebook, index_map=index_map, metadata=metadata, path=path)
 
 
@@ -369,13 +391,20 @@ def validate_cached_video(cached: CachedVideo, model, processor=None, num_frames
     Raises [`CacheMismatchError`] naming the first field where `cached` does not fit `model` (and `processor` /
     `num_frames` when given); see the module docstring for the fields.
     """
+    check_cached_video(cached, model.config, model_fingerprint(model), processor, num_frames)
+
+
+def check_cached_video(cached: CachedVideo, config, current_fingerprint: str, processor=None, num_frames=None):
+    """
+    [`validate_cached_video`] against a model known by its configuration and [`model_fingerprint`] (e.g. one served by
+    another engine, whose weights are read from its folder: see `vqtoken.vllm_plugin`).
+    """
     metadata = cached.metadata
-    for name, current in cache_settings(model).items():
+    for name, current in config_cache_settings(config).items():
         if metadata.get(name) != current:
             raise CacheMismatchError(name, _loads(metadata.get(name)), json.loads(current), cached.path)
-    if cached.codebook.shape[1] != model.config.text_config.hidden_size:
-        raise CacheMismatchError("hidden_size", cached.codebook.shape[1], model.config.text_config.hidden_size, cached.path)
-    current_fingerprint = model_fingerprint(model)
+    if cached.codebook.shape[1] != config.text_config.hidden_size:
+        raise CacheMismatchError("hidden_size", cached.codebook.shape[1], config.text_config.hidden_size, cached.path)
     if metadata.get("model_fingerprint") != current_fingerprint:
         raise CacheMismatchError(
             "model_fingerprint", metadata.get("model_fingerprint"), current_fingerprint, cached.path

@@ -22,6 +22,7 @@ from .vqtoken_inference import (
     encoded_video,
     video_prompt,
 )
+from .vqtoken_video_cache import CACHE_SUFFIX, load_cached_video
 
 
 logger = logging.get_logger(__name__)
@@ -38,19 +39,9 @@ CUSTOM_PIPELINES = {
 }
 
 # files written by `vqtoken encode` (codebook + index map); the pipeline answers them without the vision tower
-CACHED_VIDEO_SUFFIX = ".vqt"
 
 # keys of a `{"type": "video", ...}` chat content entry that may hold the video
 _VIDEO_KEYS = ("video", "path", "url", "file")
-
-
-def _load_cached_videos(paths: list, model, processor) -> list:
-    """Reads and validates `.vqt` files; they are written and checked by the `vqtoken` package (`vqtoken.cache`)."""
-    try:
-        from vqtoken.cache import load_cached_video
-    except ImportError as error:
-        raise ImportError("Reading .vqt files needs the vqtoken package: pip install vqtoken.") from error
-    return [load_cached_video(path, model, processor) for path in paths]
 
 
 def _is_message(value) -> bool:
@@ -226,12 +217,12 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                     "A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind."
                 )
             return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": {}}
-        cached = [str(video).lower().endswith(CACHED_VIDEO_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
+        cached = [str(video).lower().endswith(CACHE_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
         if any(cached):
             if len(cached) != len(videos) or not all(cached):
                 raise ValueError("A batch mixes .vqt files and videos: give either cached videos or videos.")
             start = time.perf_counter()
-            cached_videos = _load_cached_videos(videos, self.model, self.processor)
+            cached_videos = [load_cached_video(path, self.model, self.processor) for path in videos]
             timings = {"load": time.perf_counter() - start}
             return {"prompts": prompts, "cached_videos": cached_videos, "input_texts": input_texts, "timings": timings}
         start = time.perf_counter()

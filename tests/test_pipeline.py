@@ -136,6 +136,12 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
         "array": greedy_answer(model, processor, random_clip(0)),
         "file": greedy_answer(model, processor, file_frames),
     }
+    from vqtoken.cache import encode_videos
+
+    [cached_file] = encode_videos(model, processor, [clip_file], [tmp_path / "clip.vqt"], num_frames=4)
+    expected["cached"] = vqtoken.VQTokenVideoTextToTextPipeline(model=model, processor=processor)(
+        str(cached_file), text=QUESTION, **generation_kwargs(processor)
+    )[0]["generated_text"]
     script = BLOCK_VQTOKEN + textwrap.dedent(
         f"""
         import json
@@ -155,7 +161,9 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
         with open(path, "rb") as handle:
             batch = pipe([path, handle, chat], text={QUESTION!r}, **kwargs)
         inferred = pipeline(model=folder, trust_remote_code=True, num_frames=4)  # the task comes from the config
+        cached = pipe({str(cached_file)!r}, text={QUESTION!r}, **kwargs)[0]  # a .vqt file, read by the remote code
         print("RESULT" + json.dumps({{
+            "cached": cached["generated_text"],
             "single": single["generated_text"],
             "k": single["num_clusters"],
             "batch": [answers[0]["generated_text"] for answers in batch],
@@ -173,6 +181,7 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
     assert 2 <= report["k"] <= 6
     assert report["batch"] == [expected["file"]] * 3
     assert report["inferred_task"] == "video-text-to-text"
+    assert report["cached"] == expected["cached"] == expected["file"]
 
 
 def test_image_text_to_text_pipeline_takes_video_frames_in_chat_messages(build_model, clip_file):

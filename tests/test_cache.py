@@ -14,7 +14,7 @@ from vqtoken.cache import (
     CacheMismatchError,
     ask_cached,
     encode_folder,
-    encode_videos,
+    encode_to_vqt,
     load_cached_videos,
     model_fingerprint,
     read_cached_video,
@@ -40,7 +40,7 @@ def _generate(model, inputs, **kwargs):
 def test_round_trip_gives_the_same_tokens_and_logits(build_model, tmp_path, settings):
     model, processor = build_model(**settings)
     clip = random_clip(0)
-    [path] = encode_videos(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4)
 
     inputs = processor(text=[video_prompt(processor, QUESTION)], videos=[clip], return_tensors="pt")
     direct = _generate(model, inputs)
@@ -66,7 +66,7 @@ def test_round_trip_gives_the_same_tokens_and_logits(build_model, tmp_path, sett
 
 def test_cache_file_is_small_and_self_describing(build_model, tmp_path):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
-    [path] = encode_videos(model, processor, [random_clip(1)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(1)], [tmp_path / "a.vqt"], num_frames=4)
     cached = read_cached_video(path)
     assert cached.codebook.shape == (5, 32) and cached.codebook.dtype == model.dtype
     assert cached.index_map.shape == (4, 16)
@@ -81,7 +81,7 @@ def test_cache_file_is_small_and_self_describing(build_model, tmp_path):
 
 def test_a_cache_of_other_weights_is_refused(build_model, tmp_path):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
-    [path] = encode_videos(model, processor, [random_clip(2)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(2)], [tmp_path / "a.vqt"], num_frames=4)
     other, _ = build_model(seed=1, vqtoken_mode="attention", vqtoken_max_clusters=5)
     with pytest.raises(CacheMismatchError, match="model_fingerprint") as error:
         load_cached_videos(path, other)
@@ -107,7 +107,7 @@ def test_a_cache_of_other_weights_is_refused(build_model, tmp_path):
 ])
 def test_a_cache_made_with_other_settings_is_refused(build_model, tmp_path, name, value, field):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
-    [path] = encode_videos(model, processor, [random_clip(3)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(3)], [tmp_path / "a.vqt"], num_frames=4)
     setattr(model.config, name, value)
     with pytest.raises(CacheMismatchError) as error:
         load_cached_videos(path, model)
@@ -117,7 +117,7 @@ def test_a_cache_made_with_other_settings_is_refused(build_model, tmp_path, name
 def test_other_structure_processor_frames_and_min_clusters_are_refused_but_mode_is_free(build_model, tmp_path):
     model, processor = build_model(vqtoken_mode="centroids", vqtoken_selection_method="elbow",
                                    vqtoken_min_clusters=2, vqtoken_max_clusters=8)
-    [path] = encode_videos(model, processor, [random_clip(4)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(4)], [tmp_path / "a.vqt"], num_frames=4)
     wider, _ = build_model(hidden_size=64, vqtoken_mode="centroids", vqtoken_selection_method="elbow",
                            vqtoken_min_clusters=2, vqtoken_max_clusters=8)
     with pytest.raises(CacheMismatchError, match="hidden_size"):
@@ -136,7 +136,7 @@ def test_other_structure_processor_frames_and_min_clusters_are_refused_but_mode_
 
 def test_damaged_files_give_a_clear_error(build_model, tmp_path):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
-    [path] = encode_videos(model, processor, [random_clip(5)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(5)], [tmp_path / "a.vqt"], num_frames=4)
     data = path.read_bytes()
     cases = {
         "truncated.vqt": data[: len(data) - 10],
@@ -165,7 +165,7 @@ def test_damaged_files_give_a_clear_error(build_model, tmp_path):
 
 def test_a_failed_write_leaves_no_partial_file(build_model, tmp_path, monkeypatch):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
-    [path] = encode_videos(model, processor, [random_clip(6)], [tmp_path / "a.vqt"], num_frames=4)
+    [path] = encode_to_vqt(model, processor, [random_clip(6)], [tmp_path / "a.vqt"], num_frames=4)
     good = path.read_bytes()
 
     def fail(*args):
@@ -173,9 +173,9 @@ def test_a_failed_write_leaves_no_partial_file(build_model, tmp_path, monkeypatc
 
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
-        encode_videos(model, processor, [random_clip(7)], [tmp_path / "a.vqt"], num_frames=4)
+        encode_to_vqt(model, processor, [random_clip(7)], [tmp_path / "a.vqt"], num_frames=4)
     with pytest.raises(OSError, match="disk full"):
-        encode_videos(model, processor, [random_clip(7)], [tmp_path / "b.vqt"], num_frames=4)
+        encode_to_vqt(model, processor, [random_clip(7)], [tmp_path / "b.vqt"], num_frames=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vqt"]  # no temporary file, no b.vqt
     assert path.read_bytes() == good  # the old file is untouched
 

@@ -77,7 +77,7 @@ def test_frames_a_few_pixels_high_are_read_channels_last_everywhere(build_model,
     """A frame 3 pixels high cannot tell its layout by its shape: every path says `channels_last` explicitly."""
     import numpy as np
 
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
     from vqtoken.visualize import cluster_video
     from vqtoken.video_io import load_video
 
@@ -91,7 +91,7 @@ def test_frames_a_few_pixels_high_are_read_channels_last_everywhere(build_model,
     seen = []
     model.model.vision_tower.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     ask_video(model, processor, clip, "what colour is the square ?", num_frames=4, max_new_tokens=1)
-    encode_videos(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4)
+    encode_to_vqt(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4)
     cluster_video(model, processor, load_video(clip, num_frames=4))
     assert len(seen) == 3
     for pixels in seen:

@@ -148,7 +148,7 @@ def test_a_misspelt_setting_in_a_saved_configuration_is_refused(build_model, tmp
 
 
 def test_settings_changed_after_loading_are_checked_on_every_path(build_model, tmp_path):
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
     from vqtoken.inference import ask_video
 
     model, processor = build_model()
@@ -165,7 +165,7 @@ def test_settings_changed_after_loading_are_checked_on_every_path(build_model, t
         lambda: ask_video(model, processor, clip, "what colour ?"),
         lambda: model.model.quantize_frame_features(frame_features),
         lambda: model.encode_videos(inputs.pixel_values_videos),
-        lambda: encode_videos(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4),
+        lambda: encode_to_vqt(model, processor, [clip], [tmp_path / "clip.vqt"], num_frames=4),
         lambda: model.generate(**inputs, max_new_tokens=2),
         lambda: vqtoken.VQTokenVideoTextToTextPipeline(model=model, processor=processor)(clip, text="what ?"),
     ]

@@ -136,9 +136,9 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
         "array": greedy_answer(model, processor, random_clip(0)),
         "file": greedy_answer(model, processor, file_frames),
     }
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
 
-    [cached_file] = encode_videos(model, processor, [clip_file], [tmp_path / "clip.vqt"], num_frames=4)
+    [cached_file] = encode_to_vqt(model, processor, [clip_file], [tmp_path / "clip.vqt"], num_frames=4)
     expected["cached"] = vqtoken.VQTokenVideoTextToTextPipeline(model=model, processor=processor)(
         str(cached_file), text=QUESTION, **generation_kwargs(processor)
     )[0]["generated_text"]
@@ -205,12 +205,12 @@ def test_image_text_to_text_pipeline_takes_video_frames_in_chat_messages(build_m
 
 
 def test_pipeline_answers_cached_videos_like_the_videos_themselves(build_model, clip_file, tmp_path):
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
 
     model, processor = build_model(**SETTINGS)
     pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
     other = write_clip(tmp_path / "other.mp4", render_clip(ClipSpec((0, 0, 255), seed=5), 8, 32, 32), fps=8)
-    cached = encode_videos(model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4)
+    cached = encode_to_vqt(model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4)
     kwargs = generation_kwargs(processor)
     fresh = pipe([str(clip_file), str(other)], text=[QUESTION, "which way does it move ?"], **kwargs)
     from_cache = pipe([str(path) for path in cached], text=[QUESTION, "which way does it move ?"], **kwargs)

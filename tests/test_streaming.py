@@ -15,7 +15,7 @@ import torch
 from helpers import random_clip
 from video_fixtures import index_colors, write_test_video
 from vqtoken.commands import main as vqtoken_main
-from vqtoken.cache import CacheFormatError, CacheMismatchError, ask_cached, encode_videos, read_cached_video
+from vqtoken.cache import CacheFormatError, CacheMismatchError, ask_cached, encode_to_vqt, read_cached_video
 from vqtoken.incremental_codebook import (
     CodebookSettings,
     IncrementalCodebook,
@@ -276,7 +276,7 @@ def test_a_file_of_another_model_or_settings_is_refused_and_left_alone(build_mod
     other_k, _ = build_model(vqtoken_mode="attention", vqtoken_max_clusters=6)
     with pytest.raises(CacheMismatchError, match="max_clusters"):
         VideoStream.resume(path, other_k, processor)
-    [offline] = encode_videos(model, processor, [random_clip(1)], [tmp_path / "offline.vqt"], num_frames=4)
+    [offline] = encode_to_vqt(model, processor, [random_clip(1)], [tmp_path / "offline.vqt"], num_frames=4)
     with pytest.raises(CacheFormatError, match="not written by a stream"):
         VideoStream.resume(offline, model, processor)
     assert path.read_bytes() == saved

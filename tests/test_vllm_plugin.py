@@ -114,13 +114,13 @@ def two_video_prompt(processor) -> str:
 
 
 def test_vqt_files_and_embeddings_give_the_tokens_of_transformers_generate(tokenizer, tmp_path):
-    from vqtoken.cache import encode_videos, load_cached_videos
+    from vqtoken.cache import encode_to_vqt, load_cached_videos
     from vqtoken.vllm_plugin.vqt_inputs import video_input_from_vqt
 
     model, processor = lively_model(tokenizer, **ADAPTIVE)
     folder = save_folder(model, processor, tmp_path / "adaptive")
     videos = [clip(5), clip(6), clip(7)]
-    paths = encode_videos(model, processor, videos, [tmp_path / f"{index}.vqt" for index in range(3)], num_frames=4)
+    paths = encode_to_vqt(model, processor, videos, [tmp_path / f"{index}.vqt" for index in range(3)], num_frames=4)
     encoded = [load_cached_videos(path, model) for path in paths]
     expected = [transformers_answer(model, processor, video_outputs=outputs) for outputs in encoded]
     counts = [outputs.pooler_output[0].shape[0] for outputs in encoded]
@@ -155,16 +155,16 @@ def test_vqt_files_and_embeddings_give_the_tokens_of_transformers_generate(token
 def test_bad_videos_are_refused_per_request(tokenizer, tmp_path):
     from vllm.exceptions import VLLMValidationError
 
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
     from vqtoken.vllm_plugin.vqt_inputs import video_input_from_vqt
 
     model, processor = lively_model(tokenizer, **ADAPTIVE)
     folder = save_folder(model, processor, tmp_path / "adaptive")
-    [good] = encode_videos(model, processor, [clip(8)], [tmp_path / "good.vqt"], num_frames=4)
+    [good] = encode_to_vqt(model, processor, [clip(8)], [tmp_path / "good.vqt"], num_frames=4)
     other_model, _ = lively_model(tokenizer, seed=1, **ADAPTIVE)
-    [foreign] = encode_videos(other_model, processor, [clip(8)], [tmp_path / "foreign.vqt"], num_frames=4)
+    [foreign] = encode_to_vqt(other_model, processor, [clip(8)], [tmp_path / "foreign.vqt"], num_frames=4)
     other_settings, _ = lively_model(tokenizer, **{**ADAPTIVE, "vqtoken_seed": 3})
-    [reseeded] = encode_videos(other_settings, processor, [clip(8)], [tmp_path / "reseeded.vqt"], num_frames=4)
+    [reseeded] = encode_to_vqt(other_settings, processor, [clip(8)], [tmp_path / "reseeded.vqt"], num_frames=4)
     truncated = good.read_bytes()[:-100]
 
     def request(video):

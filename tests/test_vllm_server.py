@@ -37,15 +37,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A tiny VQToken folder (attention mode, fixed K = 6) served by `vllm serve`, with the model and files to ask."""
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
     from vqtoken.tiny import tiny_tokenizer
 
     root = tmp_path_factory.mktemp("served")
     model, processor = lively_model(tiny_tokenizer(), vqtoken_mode="attention", vqtoken_max_clusters=6)
     folder = save_folder(model, processor, root / "model")
-    [vqt] = encode_videos(model, processor, [clip(0)], [root / "clip.vqt"], num_frames=4)
+    [vqt] = encode_to_vqt(model, processor, [clip(0)], [root / "clip.vqt"], num_frames=4)
     other, _ = lively_model(tiny_tokenizer(), seed=1, vqtoken_mode="attention", vqtoken_max_clusters=6)
-    [foreign] = encode_videos(other, processor, [clip(0)], [root / "foreign.vqt"], num_frames=4)
+    [foreign] = encode_to_vqt(other, processor, [clip(0)], [root / "foreign.vqt"], num_frames=4)
     video = write_test_video(root / "clip.mp4", clip(1, num_frames=8))
     broken = root / "broken.mp4"
     broken.write_bytes(video.read_bytes()[:300])

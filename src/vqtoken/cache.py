@@ -242,7 +242,7 @@ def _encode_to_file(model, processor, video, output, num_frames: int, overwrite:
     return output
 
 
-def encode_videos(model, processor, videos: list, outputs: list, num_frames: int | None = None) -> list[Path]:
+def encode_to_vqt(model, processor, videos: list, outputs: list, num_frames: int | None = None) -> list[Path]:
     """
     Encodes each video and writes its `.vqt` file: `videos[i]` -> `outputs[i]`.
 
@@ -387,7 +387,7 @@ __all__ = [
     "collect_videos",
     "config_cache_settings",
     "encode_folder",
-    "encode_videos",
+    "encode_to_vqt",
     "fingerprint_tensors",
     "is_cached_video",
     "load_cached_video",

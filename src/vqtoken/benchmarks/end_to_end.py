@@ -195,7 +195,7 @@ def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: 
     Runs one variant and returns its measurements (called in a fresh subprocess). `warm_up` runs the whole request
     once before the timed one.
     """
-    from vqtoken.cache import encode_videos
+    from vqtoken.cache import encode_to_vqt
 
     start = time.perf_counter()
     model, processor = build_model(variant, dtype, device, size)
@@ -212,7 +212,7 @@ def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: 
               "peak_rss_bytes": _maxrss_bytes(), "peak_rss_over_model_bytes": _maxrss_bytes() - baseline}
     if variant == "vqtoken":  # the cache the `cached` variant asks from (not timed as part of this variant)
         start = time.perf_counter()
-        encode_videos(model, processor, [read_frames(clip, frames)], [cache_file], num_frames=frames)
+        encode_to_vqt(model, processor, [read_frames(clip, frames)], [cache_file], num_frames=frames)
         result["cache_write_s"] = time.perf_counter() - start
         result["cache_file_bytes"] = cache_file.stat().st_size
     return result

@@ -11,8 +11,8 @@ import tempfile
 
 import vqtoken  # noqa: F401  (registers the VQToken classes with the Auto classes)
 from vqtoken.demo import demo_clip
-from vqtoken.loading import load_model_and_processor
 from vqtoken.inference import ask_video
+from vqtoken.loading import load_model_and_processor
 from vqtoken.synthetic import write_clip
 
 

@@ -26,8 +26,12 @@ parser.add_argument("--seconds", type=int, default=240, help="length of the live
 parser.add_argument("--chunk", type=int, default=8, help="frames per chunk")
 parser.add_argument("--ask-every", type=int, default=32, help="seconds of video between two rounds of questions")
 parser.add_argument("--mode", choices=("attention", "centroids"), default="attention")
-parser.add_argument("--selection", choices=("fixed", "elbow", "elbow_corrected"), default="elbow_corrected",
-                    help="how K is chosen in [vqtoken_min_clusters, vqtoken_max_clusters] = [12, 15]")
+parser.add_argument(
+    "--selection",
+    choices=("fixed", "elbow", "elbow_corrected"),
+    default="elbow_corrected",
+    help="how K is chosen in [vqtoken_min_clusters, vqtoken_max_clusters] = [12, 15]",
+)
 args = parser.parse_args()
 
 torch.set_num_threads(1)

@@ -36,4 +36,6 @@ print(pipe(video, text="what colour is the shape ?", max_new_tokens=16)[0])
 # chat messages, and a list of requests answered as one batch
 chat = [{"role": "user", "content": [{"type": "video", "path": str(video)}, {"type": "text", "text": "Describe it."}]}]
 for answers in pipe([chat, {"video": video, "text": "How many objects are there?"}], max_new_tokens=16):
-    print(answers[0]["generated_text"], "| tokens:", answers[0]["visual_tokens_stock"], "->", answers[0]["visual_tokens"])
+    print(
+        answers[0]["generated_text"], "| tokens:", answers[0]["visual_tokens_stock"], "->", answers[0]["visual_tokens"]
+    )

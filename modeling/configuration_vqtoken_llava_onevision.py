@@ -3,7 +3,8 @@
 Configuration of VQToken on LLaVA-OneVision: the stock OneVision configuration plus the video-token quantizer.
 
 The `vqtoken_*` fields are the one source of truth for the quantizer's settings: their choices are the `Literal` types
-of `vqtoken_choices.py` (read with `typing.get_args`, as the command line does), each value is checked when it is assigned, and the
+of `vqtoken_choices.py` (read with `typing.get_args`, as the command line does), each value is checked when it is
+assigned, and the
 checks that involve several fields run after construction and before use ([`check_vqtoken_settings`]). A rejected
 value raises a `ValueError` that names the field and what it accepts, whatever the path it came in by.
 """
@@ -105,9 +106,7 @@ class VQTokenLlavaOnevisionConfig(LlavaOnevisionConfig):
     vqtoken_max_clusters: int = validated_field(_positive_integer("vqtoken_max_clusters"), default=32)
     vqtoken_spatial_pool: bool = validated_field(_boolean("vqtoken_spatial_pool"), default=False)
     vqtoken_max_iterations: int = validated_field(_positive_integer("vqtoken_max_iterations"), default=100)
-    vqtoken_tolerance: float = validated_field(
-        _number_in("vqtoken_tolerance", 0, None, "a number >= 0"), default=1e-4
-    )
+    vqtoken_tolerance: float = validated_field(_number_in("vqtoken_tolerance", 0, None, "a number >= 0"), default=1e-4)
     vqtoken_seed: int = validated_field(_non_negative_integer("vqtoken_seed"), default=0)
     vqtoken_kmeans_backend: VQTokenKMeansBackend = "auto"
     vqtoken_attention_heads: int = validated_field(_positive_integer("vqtoken_attention_heads"), default=8)

@@ -305,7 +305,9 @@ class VQTokenLlavaOnevisionModel(LlavaOnevisionModel):
         if ragged:
             # the stock forward scatters one `(videos, tokens, dim)` tensor: hand it the videos' tokens packed
             self._check_video_placeholders(input_ids, video_outputs.pooler_output)
-            packed = BaseModelOutputWithPooling(pooler_output=torch.cat(list(video_outputs.pooler_output), dim=0)[None])
+            packed = BaseModelOutputWithPooling(
+                pooler_output=torch.cat(list(video_outputs.pooler_output), dim=0)[None]
+            )
             mm_encoder_outputs = {**mm_encoder_outputs, "video": packed}
         return_dict = kwargs.pop("return_dict", None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -564,7 +566,9 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
     def _check_embedded_video_placeholders(self, inputs_embeds: torch.Tensor | None, counts: list[int]):
         """`generate(inputs_embeds=...)` cannot rewrite placeholder runs: their count must already be right."""
         if inputs_embeds is None:
-            raise ValueError("`generate` with videos needs `input_ids` (or `inputs_embeds`) holding the video placeholders.")
+            raise ValueError(
+                "`generate` with videos needs `input_ids` (or `inputs_embeds`) holding the video placeholders."
+            )
         video_token = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
         placeholder = self.get_input_embeddings()(video_token).to(inputs_embeds.dtype)
         found = int((inputs_embeds == placeholder).all(-1).sum())

@@ -217,7 +217,9 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                     "A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind."
                 )
             return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": {}}
-        cached = [str(video).lower().endswith(CACHE_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))]
+        cached = [
+            str(video).lower().endswith(CACHE_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))
+        ]
         if any(cached):
             if len(cached) != len(videos) or not all(cached):
                 raise ValueError("A batch mixes .vqt files and videos: give either cached videos or videos.")
@@ -312,8 +314,10 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
             elif return_full_text:
                 if input_text[-1]["role"] == "assistant":
                     last = dict(input_text[-1])
-                    previous = last["content"] if isinstance(last["content"], str) else "".join(
-                        part.get("text", "") for part in last["content"] if part.get("type") == "text"
+                    previous = (
+                        last["content"]
+                        if isinstance(last["content"], str)
+                        else "".join(part.get("text", "") for part in last["content"] if part.get("type") == "text")
                     )
                     last["content"] = previous + answer.answer
                     generated = [*input_text[:-1], last]

@@ -4,8 +4,8 @@
 from transformers import LlavaOnevisionProcessor
 from transformers.processing_utils import MultiModalData
 
-from .vqtoken_choices import VQTOKEN_MODES
 from .video_io import DEFAULT_NUM_FRAMES
+from .vqtoken_choices import VQTOKEN_MODES
 
 
 class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
@@ -42,7 +42,11 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
     ):
         if vqtoken_mode not in VQTOKEN_MODES:
             raise ValueError(f"`vqtoken_mode` must be one of {VQTOKEN_MODES}, got {vqtoken_mode!r}.")
-        if isinstance(vqtoken_max_clusters, bool) or not isinstance(vqtoken_max_clusters, int) or vqtoken_max_clusters < 1:
+        if (
+            isinstance(vqtoken_max_clusters, bool)
+            or not isinstance(vqtoken_max_clusters, int)
+            or vqtoken_max_clusters < 1
+        ):
             raise ValueError(f"`vqtoken_max_clusters` must be a positive integer, got {vqtoken_max_clusters!r}.")
         self.vqtoken_mode = vqtoken_mode
         self.vqtoken_max_clusters = vqtoken_max_clusters

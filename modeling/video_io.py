@@ -39,6 +39,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
+
 try:  # PyAV decodes files; frame arrays need nothing else, so the model code still loads without it
     import av
 except ImportError:  # pragma: no cover - exercised only where PyAV is absent
@@ -200,8 +201,7 @@ def _as_rgb_array(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
         raise ValueError(
-            f"frame array must be [T, H, W], [T, H, W, 1], [T, H, W, 3] or [T, H, W, 4], "
-            f"got shape {array.shape}"
+            f"frame array must be [T, H, W], [T, H, W, 1], [T, H, W, 3] or [T, H, W, 4], got shape {array.shape}"
         )
     if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
         raise ValueError(f"frame array is empty, shape {array.shape}")
@@ -325,8 +325,10 @@ def _diagnose_file(path: str) -> str | None:
                 return None
             boxes.append(box_type)
             if position + box_size > size:
-                return (f"truncated, an MP4/MOV file cut off at {size} bytes inside a "
-                        f"{box_type.decode(errors='replace')!r} box that needs {position + box_size} bytes")
+                return (
+                    f"truncated, an MP4/MOV file cut off at {size} bytes inside a "
+                    f"{box_type.decode(errors='replace')!r} box that needs {position + box_size} bytes"
+                )
             position += box_size
     if b"moov" not in boxes:
         return "truncated or incomplete, an MP4/MOV file without its index (no 'moov' box)"
@@ -379,9 +381,7 @@ def _index_stream(container, stream) -> _StreamIndex:
     pts_values.sort()
     time_base = stream.time_base
     first = pts_values[0]
-    return _StreamIndex(
-        pts_values, True, [float((p - first) * time_base) for p in pts_values], num_packets, broken
-    )
+    return _StreamIndex(pts_values, True, [float((p - first) * time_base) for p in pts_values], num_packets, broken)
 
 
 def _average_rate(stream) -> float | None:
@@ -497,8 +497,20 @@ def _plan_file(source: str | os.PathLike | BinaryIO, num_frames: int | None, fps
         wanted = uniform_indices(total, num_frames)
     else:
         wanted = fps_indices(index.frame_times, duration, fps)
-    return _FilePlan(opener, name, index.keys, index.has_pts, index.frame_times, index.broken, available, total,
-                     duration, rate, truncated, wanted)
+    return _FilePlan(
+        opener,
+        name,
+        index.keys,
+        index.has_pts,
+        index.frame_times,
+        index.broken,
+        available,
+        total,
+        duration,
+        rate,
+        truncated,
+        wanted,
+    )
 
 
 def _decode_planned(plan: _FilePlan, errors: list[str]) -> Iterator[tuple[np.ndarray, float, int]]:
@@ -563,12 +575,17 @@ def _check_recovered(plan: _FilePlan, recovered: int, errors: list[str], min_fra
         raise VideoDecodeError(f"{name} has no decodable video frame ({problem})")
     if recovered < requested:
         floor = min_frames if min_frames is not None else max(1, math.ceil(requested / 2))
-        reason = decode_error or plan.broken or (
-            f"stream ends after {plan.available} of {plan.total} frames" if plan.truncated else "decoder stopped early"
+        reason = (
+            decode_error
+            or plan.broken
+            or (
+                f"stream ends after {plan.available} of {plan.total} frames"
+                if plan.truncated
+                else "decoder stopped early"
+            )
         )
         message = (
-            f"{name}: video stream breaks part-way ({reason}); recovered {recovered} of "
-            f"{requested} sampled frames"
+            f"{name}: video stream breaks part-way ({reason}); recovered {recovered} of {requested} sampled frames"
         )
         if recovered < floor:
             raise VideoDecodeError(f"{message}, fewer than the minimum of {floor}")
@@ -726,8 +743,15 @@ def read_windows(
             raise ValueError("an open container is read once as it plays: sample it with fps, not num_frames")
         _check_policy(None, fps)
         stream = _video_stream(source, _source_name(source))
-        return FrameWindows(_source_name(source), None, _average_rate(stream), None,
-                            _container_frames(source, fps, after_index), window, lambda recovered: None)
+        return FrameWindows(
+            _source_name(source),
+            None,
+            _average_rate(stream),
+            None,
+            _container_frames(source, fps, after_index),
+            window,
+            lambda recovered: None,
+        )
     num_frames = _check_policy(num_frames, fps)
     plan = _plan_file(source, num_frames, fps)
     plan.wanted = [index for index in plan.wanted if index > after_index]
@@ -795,9 +819,7 @@ def load_video(
     if source_fps is not None and not (math.isfinite(source_fps) and source_fps > 0):
         raise ValueError(f"source_fps must be a positive finite number, got {source_fps!r}")
 
-    if isinstance(source, np.ndarray) or (
-        isinstance(source, (list, tuple)) and not isinstance(source, (str, bytes))
-    ):
+    if isinstance(source, np.ndarray) or (isinstance(source, (list, tuple)) and not isinstance(source, (str, bytes))):
         if min_frames is not None:
             raise ValueError("min_frames applies to files only; frame arrays cannot break")
         return _load_array(source, num_frames, fps, source_fps)

@@ -36,10 +36,10 @@ class VQTokenMultiheadAttention(nn.Module):
         bias_q, bias_kv = self.in_proj_bias.split([queries.shape[-1], 2 * queries.shape[-1]])
         query = F.linear(queries, weight_q, bias_q)
         key, value = F.linear(memory, weight_kv, bias_kv).chunk(2, dim=-1)
-        query, key, value = (x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(0, 1) for x in (query, key, value))
-        attended = F.scaled_dot_product_attention(
-            query, key, value, dropout_p=self.dropout if self.training else 0.0
+        query, key, value = (
+            x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(0, 1) for x in (query, key, value)
         )
+        attended = F.scaled_dot_product_attention(query, key, value, dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(attended.transpose(0, 1).flatten(-2))
 
 

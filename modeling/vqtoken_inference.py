@@ -221,7 +221,11 @@ def answer_prompts(
         pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
     encoded = encode_for_generation(model, pixel_values_videos, timer, video_tokens)
     answers = timed_generate(
-        model, processor, {**inputs, "video_outputs": encoded.video_outputs}, timer.timings, max_new_tokens,
+        model,
+        processor,
+        {**inputs, "video_outputs": encoded.video_outputs},
+        timer.timings,
+        max_new_tokens,
         **generate_kwargs,
     )
     config = model.config
@@ -261,7 +265,9 @@ def answer_prompts_from_codebooks(
         index_maps (`list[torch.LongTensor]`, one per video, of shape `(num_frames_i, tokens_per_frame)`)
     """
     if not (len(prompts) == len(codebooks) == len(index_maps)):
-        raise ValueError(f"Got {len(prompts)} prompts for {len(codebooks)} codebooks and {len(index_maps)} index maps.")
+        raise ValueError(
+            f"Got {len(prompts)} prompts for {len(codebooks)} codebooks and {len(index_maps)} index maps."
+        )
     if not prompts:
         raise ValueError("No video given.")
     timer = StageTimer(model.device, timings)

@@ -107,7 +107,8 @@ def resolve_backend(backend: str, device: torch.device, num_clusters: int) -> st
         )
     if backend == "triton" and num_clusters > TRITON_MAX_CLUSTERS:
         raise ValueError(
-            f"`vqtoken_kmeans_backend='triton'` runs at most {TRITON_MAX_CLUSTERS} clusters, asked for {num_clusters}: "
+            f"`vqtoken_kmeans_backend='triton'` runs at most {TRITON_MAX_CLUSTERS} clusters, "
+            f"asked for {num_clusters}: "
             "use 'torch' or 'auto' (which falls back to torch above that)."
         )
     return backend

@@ -60,7 +60,6 @@ def _interpreting() -> bool:
 
 
 if _TRITON_AVAILABLE:
-
     # runtime sizes are not specialised (divisibility by 16, equality to 1): a new length never recompiles
     @triton.jit(do_not_specialize=["num_clusters", "tokens_per_split", "num_splits"])
     def _assign_accumulate_kernel(
@@ -290,9 +289,7 @@ def triton_assign_and_accumulate_packed(
     offsets = offsets.to(device=device, dtype=torch.int32).contiguous()
     centroids = centroids.to(device=device, dtype=torch.float32).contiguous()
     mask_bytes = cluster_mask.to(device=device, dtype=torch.bool).contiguous().view(torch.uint8)
-    blocks = _choose_blocks(
-        total_tokens if max_tokens is None else max_tokens, batch_size, num_clusters, dim, device
-    )
+    blocks = _choose_blocks(total_tokens if max_tokens is None else max_tokens, batch_size, num_clusters, dim, device)
     block_k, num_splits = blocks["BLOCK_K"], blocks["num_splits"]
 
     labels = torch.empty(total_tokens, dtype=torch.long, device=device)

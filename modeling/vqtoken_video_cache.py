@@ -120,9 +120,14 @@ def model_fingerprint(model) -> str:
     """
     inner = _inner_model(model)
     tensors = []
-    for prefix, module in (("vision_tower", inner.vision_tower), ("multi_modal_projector", inner.multi_modal_projector)):
+    for prefix, module in (
+        ("vision_tower", inner.vision_tower),
+        ("multi_modal_projector", inner.multi_modal_projector),
+    ):
         tensors += [(f"{prefix}.{name}", tensor) for name, tensor in module.state_dict(keep_vars=True).items()]
-    key = tuple((name, tensor.data_ptr(), tensor._version, tensor.dtype, tuple(tensor.shape)) for name, tensor in tensors)
+    key = tuple(
+        (name, tensor.data_ptr(), tensor._version, tensor.dtype, tuple(tensor.shape)) for name, tensor in tensors
+    )
     memo = inner.__dict__.get("_vqtoken_fingerprint")
     if memo is not None and memo[0] == key:
         return memo[1]
@@ -156,8 +161,19 @@ def preprocess_settings(processor) -> str | None:
     video_processor = getattr(processor, "video_processor", None)
     if video_processor is None:
         return None
-    names = ("size", "crop_size", "do_resize", "do_center_crop", "do_rescale", "rescale_factor", "do_normalize",
-             "image_mean", "image_std", "do_convert_rgb", "resample")
+    names = (
+        "size",
+        "crop_size",
+        "do_resize",
+        "do_center_crop",
+        "do_rescale",
+        "rescale_factor",
+        "do_normalize",
+        "image_mean",
+        "image_std",
+        "do_convert_rgb",
+        "resample",
+    )
     values = {}
     for name in names:
         value = getattr(video_processor, name, None)

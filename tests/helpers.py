@@ -1,7 +1,6 @@
 """Small shared helpers of the test suite."""
 
 import numpy as np
-import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
 

@@ -15,10 +15,22 @@ from safetensors.torch import save_file
 
 
 TINY_TOWER = "tiny-org/siglip-tiny-patch8-32"
-VISION = {"hidden_size": 24, "intermediate_size": 48, "num_attention_heads": 2, "patch_size": 8, "image_size": 32,
-          "num_hidden_layers": 3, "kept_layers": 2}
-TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2}
+VISION = {
+    "hidden_size": 24,
+    "intermediate_size": 48,
+    "num_attention_heads": 2,
+    "patch_size": 8,
+    "image_size": 32,
+    "num_hidden_layers": 3,
+    "kept_layers": 2,
+}
+TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 VQ_FEED_FORWARD = 64
 PINPOINTS = [[32, 32], [32, 64], [64, 32]]
 
@@ -155,11 +167,18 @@ def write_released_checkpoint(folder, tokenizer, tensors=None, config=None, shar
 
 
 def write_vision_config(path) -> Path:
-    """The SigLIP config of the tiny tower, as a full SigLIP config.json with a `vision_config` (full tower: 3 layers)."""
+    """The SigLIP config of the tiny tower: a full SigLIP config.json with a `vision_config` (all 3 layers)."""
     path = Path(path)
     vision = {k: v for k, v in VISION.items() if k != "kept_layers"}
-    path.write_text(json.dumps({"model_type": "siglip", "vision_config": {"model_type": "siglip_vision_model", **vision},
-                                "text_config": {"model_type": "siglip_text_model"}}))
+    path.write_text(
+        json.dumps(
+            {
+                "model_type": "siglip",
+                "vision_config": {"model_type": "siglip_vision_model", **vision},
+                "text_config": {"model_type": "siglip_text_model"},
+            }
+        )
+    )
     return path
 
 

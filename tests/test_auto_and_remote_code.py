@@ -5,10 +5,10 @@ import sys
 import textwrap
 
 import torch
+from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 import vqtoken
-from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 
 
 def save_tiny(build_model, folder, **settings):
@@ -52,7 +52,9 @@ def test_saved_folder_is_self_contained_remote_code(build_model, tmp_path):
     with torch.no_grad():
         expected = model(**inputs).logits
         expected_generation = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-    torch.save({"inputs": dict(inputs), "logits": expected, "generation": expected_generation}, tmp_path / "expected.pt")
+    torch.save(
+        {"inputs": dict(inputs), "logits": expected, "generation": expected_generation}, tmp_path / "expected.pt"
+    )
 
     script = BLOCK_VQTOKEN + textwrap.dedent(
         f"""

@@ -5,10 +5,9 @@ import os
 
 import pytest
 import torch
-
 from helpers import random_clip, video_prompt
+
 from vqtoken import cache
-from vqtoken.commands import main as vqtoken_main
 from vqtoken.cache import (
     CacheFormatError,
     CacheMismatchError,
@@ -19,6 +18,7 @@ from vqtoken.cache import (
     model_fingerprint,
     read_cached_video,
 )
+from vqtoken.commands import main as vqtoken_main
 from vqtoken.inference import ask_video
 from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 
@@ -28,15 +28,29 @@ QUESTION = "what colour is the square ?"
 
 def _generate(model, inputs, **kwargs):
     with torch.no_grad():
-        return model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False, output_scores=True,
-                              return_dict_in_generate=True, **kwargs)
+        return model.generate(
+            **inputs,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
 
 
-@pytest.mark.parametrize("settings", [
-    {"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
-    {"vqtoken_mode": "centroids", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
-     "vqtoken_max_clusters": 8},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
+        {
+            "vqtoken_mode": "centroids",
+            "vqtoken_selection_method": "elbow",
+            "vqtoken_min_clusters": 2,
+            "vqtoken_max_clusters": 8,
+        },
+    ],
+)
 def test_round_trip_gives_the_same_tokens_and_logits(build_model, tmp_path, settings):
     model, processor = build_model(**settings)
     clip = random_clip(0)
@@ -58,9 +72,19 @@ def test_round_trip_gives_the_same_tokens_and_logits(build_model, tmp_path, sett
 
     asked = ask_cached(model, processor, [path], [QUESTION], max_new_tokens=3, min_new_tokens=3)[0]
     fresh = ask_video(model, processor, clip, QUESTION, num_frames=4, max_new_tokens=3, min_new_tokens=3)
-    assert (asked.answer, asked.num_clusters, asked.visual_tokens, asked.visual_tokens_stock,
-            asked.visual_tokens_clustered) == (fresh.answer, fresh.num_clusters, fresh.visual_tokens,
-                                               fresh.visual_tokens_stock, fresh.visual_tokens_clustered)
+    assert (
+        asked.answer,
+        asked.num_clusters,
+        asked.visual_tokens,
+        asked.visual_tokens_stock,
+        asked.visual_tokens_clustered,
+    ) == (
+        fresh.answer,
+        fresh.num_clusters,
+        fresh.visual_tokens,
+        fresh.visual_tokens_stock,
+        fresh.visual_tokens_clustered,
+    )
     assert list(asked.timings) == ["load", "tokens", "preprocess", "prefill", "generation"]
 
 
@@ -95,16 +119,19 @@ def test_a_cache_of_other_weights_is_refused(build_model, tmp_path):
         load_cached_videos(path, model)
 
 
-@pytest.mark.parametrize("name, value, field", [
-    ("vqtoken_max_clusters", 6, "max_clusters"),
-    ("vqtoken_seed", 1, "seed"),
-    ("vqtoken_tolerance", 1e-3, "tolerance"),
-    ("vqtoken_max_iterations", 7, "max_iterations"),
-    ("vqtoken_spatial_pool", True, "tokens_per_frame"),
-    ("vqtoken_selection_method", "elbow", "selection_method"),
-    ("vision_feature_layer", -2, "vision_feature_layer"),
-    ("vision_feature_select_strategy", "default", "vision_feature_select_strategy"),
-])
+@pytest.mark.parametrize(
+    "name, value, field",
+    [
+        ("vqtoken_max_clusters", 6, "max_clusters"),
+        ("vqtoken_seed", 1, "seed"),
+        ("vqtoken_tolerance", 1e-3, "tolerance"),
+        ("vqtoken_max_iterations", 7, "max_iterations"),
+        ("vqtoken_spatial_pool", True, "tokens_per_frame"),
+        ("vqtoken_selection_method", "elbow", "selection_method"),
+        ("vision_feature_layer", -2, "vision_feature_layer"),
+        ("vision_feature_select_strategy", "default", "vision_feature_select_strategy"),
+    ],
+)
 def test_a_cache_made_with_other_settings_is_refused(build_model, tmp_path, name, value, field):
     model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
     [path] = encode_to_vqt(model, processor, [random_clip(3)], [tmp_path / "a.vqt"], num_frames=4)
@@ -115,11 +142,17 @@ def test_a_cache_made_with_other_settings_is_refused(build_model, tmp_path, name
 
 
 def test_other_structure_processor_frames_and_min_clusters_are_refused_but_mode_is_free(build_model, tmp_path):
-    model, processor = build_model(vqtoken_mode="centroids", vqtoken_selection_method="elbow",
-                                   vqtoken_min_clusters=2, vqtoken_max_clusters=8)
+    model, processor = build_model(
+        vqtoken_mode="centroids", vqtoken_selection_method="elbow", vqtoken_min_clusters=2, vqtoken_max_clusters=8
+    )
     [path] = encode_to_vqt(model, processor, [random_clip(4)], [tmp_path / "a.vqt"], num_frames=4)
-    wider, _ = build_model(hidden_size=64, vqtoken_mode="centroids", vqtoken_selection_method="elbow",
-                           vqtoken_min_clusters=2, vqtoken_max_clusters=8)
+    wider, _ = build_model(
+        hidden_size=64,
+        vqtoken_mode="centroids",
+        vqtoken_selection_method="elbow",
+        vqtoken_min_clusters=2,
+        vqtoken_max_clusters=8,
+    )
     with pytest.raises(CacheMismatchError, match="hidden_size"):
         load_cached_videos(path, wider)
     with pytest.raises(CacheMismatchError, match="num_frames"):
@@ -128,7 +161,9 @@ def test_other_structure_processor_frames_and_min_clusters_are_refused_but_mode_
     with pytest.raises(CacheMismatchError, match="preprocess"):
         load_cached_videos(path, model, processor)
     model.config.vqtoken_mode = "attention"  # the mode is rebuilt from codebook + index map, so it may differ
-    assert load_cached_videos(path, model).pooler_output[0].shape[0] == max(4, read_cached_video(path).num_clusters) + 1
+    assert (
+        load_cached_videos(path, model).pooler_output[0].shape[0] == max(4, read_cached_video(path).num_clusters) + 1
+    )
     model.config.vqtoken_min_clusters = 3
     with pytest.raises(CacheMismatchError, match="min_clusters"):
         load_cached_videos(path, model)
@@ -232,8 +267,10 @@ def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     assert vqtoken_main(["encode", str(tmp_path), "-o", str(tmp_path / "out"), "--frames", "4", "--quiet"]) == 1
     printed = capsys.readouterr()
     assert "1 encoded, 0 already done, 1 failed" in printed.out
-    assert printed.err.strip() == f"vqtoken: error: {tmp_path / 'bad.mp4'} is not a readable video file (Invalid data " \
+    assert (
+        printed.err.strip() == f"vqtoken: error: {tmp_path / 'bad.mp4'} is not a readable video file (Invalid data "
         "found when processing input)"
+    )
 
     # a fresh copy of the built-in default accepts the file
     from vqtoken.loading import load_model_and_processor
@@ -244,13 +281,27 @@ def test_encode_command_then_ask_the_cache(tmp_path, capsys):
     assert answer.visual_tokens == max(4, answer.num_clusters) + 1
 
 
-
 def test_vqtoken_encode_command(tmp_path):
     import subprocess
     import sys
 
     [video] = _write_clips(tmp_path, 1)
-    done = subprocess.run([sys.executable, "-m", "vqtoken", "encode", str(video), "-o", str(tmp_path / "out"),
-                           "--frames", "4", "--quiet"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vqtoken",
+            "encode",
+            str(video),
+            "-o",
+            str(tmp_path / "out"),
+            "--frames",
+            "4",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 encoded" in done.stdout and read_cached_video(tmp_path / "out" / "clip0.vqt").num_frames == 4

@@ -14,8 +14,9 @@ from vqtoken.visualize import OVERLAY_ALPHA, PANEL, ClusterMap, draw_clusters, l
 
 
 def vqtoken(*arguments, timeout=300):
-    return subprocess.run([sys.executable, "-m", "vqtoken", *arguments], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vqtoken", *arguments], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,22 @@ def clip_file(tmp_path_factory):
 
 
 def test_ask_json_reports_tokens_k_and_stages(clip_file):
-    result = vqtoken("ask", str(clip_file), "what colour is the square ?", "--frames", "4", "--mode", "centroids",
-                     "--selection", "fixed", "--max-clusters", "5", "--max-new-tokens", "2", "--json")
+    result = vqtoken(
+        "ask",
+        str(clip_file),
+        "what colour is the square ?",
+        "--frames",
+        "4",
+        "--mode",
+        "centroids",
+        "--selection",
+        "fixed",
+        "--max-clusters",
+        "5",
+        "--max-new-tokens",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["model"] is None and report["model_label"].startswith("built-in default")
@@ -90,8 +105,9 @@ def test_visualize_writes_a_cluster_picture(clip_file, tmp_path):
     left, top = corners[0]
     panel = picture[top : top + PANEL, left : left + PANEL].astype(np.int32)
     cell = PANEL // 8
-    centres = {tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(8) for column in
-               range(8)}
+    centres = {
+        tuple(panel[row * cell + cell // 2, column * cell + cell // 2]) for row in range(8) for column in range(8)
+    }
     assert len(centres) >= 2
 
 
@@ -120,7 +136,9 @@ def test_encode_then_ask_the_cached_file_gives_the_same_answer(clip_file, tmp_pa
     capsys.readouterr()
 
     question = "what colour is the square ?"
-    assert vqtoken_main(["ask", str(clip_file), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    assert (
+        vqtoken_main(["ask", str(clip_file), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
+    )
     direct = json.loads(capsys.readouterr().out)
     assert vqtoken_main(["ask", str(cached), question, *settings, "--max-new-tokens", "3", "--json", "--quiet"]) == 0
     from_cache = json.loads(capsys.readouterr().out)
@@ -153,9 +171,16 @@ def test_one_error_policy_for_known_errors(clip_file, tmp_path, capsys):
     empty.write_bytes(b"")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip_file.read_bytes()[:300])
-    for video, problem in ((empty, "it is empty (0 bytes)"), (cut, "it is truncated, an MP4/MOV file cut off at 300 bytes")):
+    for video, problem in (
+        (empty, "it is empty (0 bytes)"),
+        (cut, "it is truncated, an MP4/MOV file cut off at 300 bytes"),
+    ):
         assert vqtoken_main(["ask", str(video), "q", "--quiet"]) == 1
-        assert capsys.readouterr().err.strip().startswith(f"vqtoken: error: {video} is not a readable video file: {problem}")
+        assert (
+            capsys.readouterr()
+            .err.strip()
+            .startswith(f"vqtoken: error: {video} is not a readable video file: {problem}")
+        )
 
     # an output that cannot be written names the user's path, not a temporary file
     (tmp_path / "a-file").write_text("")
@@ -166,8 +191,10 @@ def test_one_error_policy_for_known_errors(clip_file, tmp_path, capsys):
 
     # a conversion that fails: the same one-line format
     assert vqtoken_main(["convert", "--checkpoint", str(tmp_path / "a-file"), "--output", str(tmp_path / "c")]) == 1
-    assert capsys.readouterr().err.strip() == f"vqtoken: error: {str(tmp_path / 'a-file')!r} is a file; expected a " \
+    assert (
+        capsys.readouterr().err.strip() == f"vqtoken: error: {str(tmp_path / 'a-file')!r} is a file; expected a "
         "folder or a Hub id."
+    )
 
 
 def test_an_unexpected_error_is_not_disguised_as_a_users_mistake(clip_file, monkeypatch):
@@ -184,8 +211,11 @@ def test_an_unexpected_error_is_not_disguised_as_a_users_mistake(clip_file, monk
 def test_a_question_that_is_not_utf8_is_a_usage_error(clip_file):
     import os
 
-    result = subprocess.run([sys.executable.encode(), b"-m", b"vqtoken", b"ask", os.fsencode(clip_file), b"caf\xe9 ?"],
-                            capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable.encode(), b"-m", b"vqtoken", b"ask", os.fsencode(clip_file), b"caf\xe9 ?"],
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     stderr = result.stderr.decode()
     assert "usage: vqtoken ask" in stderr and "argument question: not valid UTF-8" in stderr
@@ -193,8 +223,10 @@ def test_a_question_that_is_not_utf8_is_a_usage_error(clip_file):
 
 
 def test_help_imports_neither_torch_nor_transformers():
-    code = ("import sys\nfrom vqtoken.commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys\nfrom vqtoken.commands import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
-
-import vqtoken  # noqa: F401  (registers the Auto classes for the in-process checks)
 from helpers import random_clip, video_prompt
 from released_checkpoint import (
     PINPOINTS,
@@ -23,6 +20,14 @@ from released_checkpoint import (
     write_released_checkpoint,
     write_vision_config,
 )
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+)
+
+import vqtoken  # noqa: F401  (registers the Auto classes for the in-process checks)
 from vqtoken.commands import main as vqtoken_main
 from vqtoken.conversion.checkpoint import read_checkpoint
 from vqtoken.conversion.convert import convert_checkpoint
@@ -59,9 +64,14 @@ def convert(released, output, **kwargs):
 @pytest.fixture(scope="module")
 def converted(released):
     output = released["root"] / "converted"
-    report = convert(released, output, vqtoken_settings={"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
-                     max_shard_size="100KB",
-                     repo_id="test-org/vqtoken-tiny", verify_block_modules=BLOCKED)
+    report = convert(
+        released,
+        output,
+        vqtoken_settings={"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
+        max_shard_size="100KB",
+        repo_id="test-org/vqtoken-tiny",
+        verify_block_modules=BLOCKED,
+    )
     return output, report
 
 
@@ -84,7 +94,7 @@ def stock_state_dict(tensors):
             continue
         for old, new in renames:
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         state[key] = tensor
     state["lm_head.weight"] = tensors["model.embed_tokens.weight"]
@@ -95,10 +105,21 @@ def stock_onevision(released):
     tokenizer = released["tokenizer"]
     vision = {k: v for k, v in VISION.items() if k not in ("kept_layers", "num_hidden_layers")}
     config = LlavaOnevisionConfig(
-        vision_config={"model_type": "siglip_vision_model", **vision, "num_hidden_layers": VISION["kept_layers"],
-                       "vision_use_head": False},
-        text_config={"model_type": "qwen2", **TEXT, "vocab_size": len(tokenizer), "rope_theta": 1e6,
-                     "rms_norm_eps": 1e-6, "max_position_embeddings": 4096, "tie_word_embeddings": True},
+        vision_config={
+            "model_type": "siglip_vision_model",
+            **vision,
+            "num_hidden_layers": VISION["kept_layers"],
+            "vision_use_head": False,
+        },
+        text_config={
+            "model_type": "qwen2",
+            **TEXT,
+            "vocab_size": len(tokenizer),
+            "rope_theta": 1e6,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": True,
+        },
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_layer=-1,
@@ -120,8 +141,9 @@ def load_converted(folder, mode, max_clusters=5):
 
 
 def video_batch(processor, num_frames=4, seed=0):
-    return processor(text=[video_prompt(processor)], videos=[random_clip(seed, num_frames=num_frames)],
-                     return_tensors="pt")
+    return processor(
+        text=[video_prompt(processor)], videos=[random_clip(seed, num_frames=num_frames)], return_tensors="pt"
+    )
 
 
 def logits_with_video_tokens(stock, inputs, video_tokens):
@@ -133,17 +155,26 @@ def logits_with_video_tokens(stock, inputs, video_tokens):
     return stock(inputs_embeds=embeds, attention_mask=inputs.attention_mask).logits
 
 
-# ----------------------------------------------------------------------------------------------------------- the folder
+# ---------------------------------------------------------------------------------------------------------- the folder
 
 
 def test_conversion_writes_a_verified_self_contained_folder(converted, released):
     folder, report = converted
     files = set(os.listdir(folder))
     assert {
-        "config.json", "generation_config.json", "model.safetensors.index.json", "README.md", "conversion_report.json",
-        "processor_config.json", "tokenizer.json", "chat_template.jinja",
-        "configuration_vqtoken_llava_onevision.py", "modeling_vqtoken_llava_onevision.py",
-        "processing_vqtoken_llava_onevision.py", "vqtoken_attention.py", "vqtoken_kmeans.py",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors.index.json",
+        "README.md",
+        "conversion_report.json",
+        "processor_config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "configuration_vqtoken_llava_onevision.py",
+        "modeling_vqtoken_llava_onevision.py",
+        "processing_vqtoken_llava_onevision.py",
+        "vqtoken_attention.py",
+        "vqtoken_kmeans.py",
         "vqtoken_kmeans_triton.py",
     } <= files
     shards = sorted(name for name in files if name.endswith(".safetensors"))
@@ -170,8 +201,17 @@ def test_conversion_writes_a_verified_self_contained_folder(converted, released)
     assert config["vision_config"]["num_hidden_layers"] == VISION["kept_layers"]
     for name in ("hidden_size", "intermediate_size", "num_attention_heads", "patch_size", "image_size"):
         assert config["vision_config"][name] == VISION[name]
-    for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "vocab_size", "rms_norm_eps", "eos_token_id", "bos_token_id"):
+    for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "rms_norm_eps",
+        "eos_token_id",
+        "bos_token_id",
+    ):
         assert config["text_config"][name] == source[name], name
     assert config["text_config"]["rope_parameters"]["rope_theta"] == source["rope_theta"]
     assert config["image_grid_pinpoints"] == PINPOINTS
@@ -227,8 +267,9 @@ def test_off_mode_is_stock_onevision_on_the_source_weights(converted, released):
     assert torch.equal(model(**inputs).logits, stock(**inputs).logits)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe"}]}]
     image = Image.fromarray(random_clip(5, num_frames=1, size=48)[0])
-    image_inputs = processor(text=[processor.apply_chat_template(messages, add_generation_prompt=True)],
-                             images=[image], return_tensors="pt")
+    image_inputs = processor(
+        text=[processor.apply_chat_template(messages, add_generation_prompt=True)], images=[image], return_tensors="pt"
+    )
     assert torch.equal(model(**image_inputs).logits, stock(**image_inputs).logits)
 
 
@@ -242,11 +283,14 @@ def test_centroids_mode_matches_a_reference_codebook(converted, released):
     hidden = stock.model.vision_tower(inputs.pixel_values_videos.flatten(0, 1), output_hidden_states=True)
     features = stock.model.multi_modal_projector(hidden.hidden_states[-1]).flatten(0, 1)
     unit = torch.nn.functional.normalize(features.double(), dim=-1)
-    codebook = torch.stack([unit[labels == k].mean(0) if (labels == k).any() else unit.new_zeros(unit.shape[1])
-                            for k in range(5)])
+    codebook = torch.stack(
+        [unit[labels == k].mean(0) if (labels == k).any() else unit.new_zeros(unit.shape[1]) for k in range(5)]
+    )
     torch.testing.assert_close(output.codebooks[0].double(), codebook, atol=1e-5, rtol=1e-5)
     assert torch.equal((unit @ codebook.T).argmax(-1), labels)
-    expected = logits_with_video_tokens(stock, inputs, list(codebook.float()) + [released["tensors"]["model.image_newline"]])
+    expected = logits_with_video_tokens(
+        stock, inputs, list(codebook.float()) + [released["tensors"]["model.image_newline"]]
+    )
     torch.testing.assert_close(model(**inputs).logits, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -262,10 +306,13 @@ def test_attention_mode_matches_torch_decoder_layer_built_from_the_source_tensor
     tensors = released["tensors"]
     prefix = "model.cross_attention.transformer_decoder.layers.0."
     layer = torch.nn.TransformerDecoderLayer(d_model=TEXT["hidden_size"], nhead=8, dim_feedforward=VQ_FEED_FORWARD)
-    layer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
+    layer.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
     layer.eval()
-    queries = torch.nn.functional.linear(index_map.float(), tensors["model.cross_attention.to_q_proj.weight"],
-                                         tensors["model.cross_attention.to_q_proj.bias"])
+    queries = torch.nn.functional.linear(
+        index_map.float(),
+        tensors["model.cross_attention.to_q_proj.weight"],
+        tensors["model.cross_attention.to_q_proj.bias"],
+    )
     length = max(queries.shape[0], codebook.shape[0])
     cycle = lambda rows: torch.cat([rows] * length)[:length]  # noqa: E731
     expected = layer(cycle(queries), cycle(codebook))
@@ -282,10 +329,15 @@ def test_dtype_cast_and_pickle_source_read_with_weights_only(released, tmp_path)
     torch.save(released["tensors"], source / "pytorch_model.bin")
     read, origin = read_checkpoint(source)
     assert set(read) == set(released["tensors"]) and set(origin.values()) == {"pytorch_model.bin"}
-    settings = {"vqtoken_mode": "centroids", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
-                "vqtoken_max_clusters": 6}
-    report = convert(released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", vqtoken_settings=settings,
-                     verify=False)
+    settings = {
+        "vqtoken_mode": "centroids",
+        "vqtoken_selection_method": "elbow",
+        "vqtoken_min_clusters": 2,
+        "vqtoken_max_clusters": 6,
+    }
+    report = convert(
+        released, tmp_path / "bf16", checkpoint=source, dtype="bfloat16", vqtoken_settings=settings, verify=False
+    )
     assert report.dtype == "bfloat16" and report.verification == {"status": "skipped"}
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and config["vqtoken_selection_method"] == "elbow"
@@ -293,8 +345,10 @@ def test_dtype_cast_and_pickle_source_read_with_weights_only(released, tmp_path)
     written, _ = read_checkpoint(tmp_path / "bf16")
     assert not list((tmp_path / "bf16").glob("*.bin"))
     assert written["model.vq_attention.to_q_proj.weight"].dtype == torch.bfloat16
-    assert torch.equal(written["model.language_model.embed_tokens.weight"],
-                       released["tensors"]["model.embed_tokens.weight"].to(torch.bfloat16))
+    assert torch.equal(
+        written["model.language_model.embed_tokens.weight"],
+        released["tensors"]["model.embed_tokens.weight"].to(torch.bfloat16),
+    )
     assert "lm_head.weight" not in written  # tied
 
 
@@ -325,7 +379,11 @@ def _untied_without_head(tensors):
     "edit, config_edit, message",
     [
         (_drop, None, r"left unfilled: \['model.vq_attention.decoder_layer.norm2.bias'\]"),
-        (_extra, None, r"no place in the model: \['model.cross_attention.transformer_decoder.layers.1.norm1.weight'\]"),
+        (
+            _extra,
+            None,
+            r"no place in the model: \['model.cross_attention.transformer_decoder.layers.1.norm1.weight'\]",
+        ),
         (_wrong_shape, None, r"model.mm_projector.2.weight \[32, 33\] -> model.multi_modal_projector.linear_2.weight"),
         (_wrong_tokens_per_frame, None, r"to_q_proj.weight \[32, 729\] takes 729 tokens per frame.*gives 16"),
         (_untied_without_head, {"tie_word_embeddings": False}, r"no lm_head.weight"),
@@ -351,8 +409,9 @@ def test_broken_checkpoints_fail_clearly_and_leave_nothing(released, tmp_path, e
 @pytest.mark.parametrize("model_type", ["llava", "qwen2"])
 def test_every_spelling_of_the_llava_qwen_family_converts(released, tmp_path, model_type):
     config = released_config(released["tokenizer"], len(released["tokenizer"]), model_type=model_type)
-    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
-                                       shards=1)
+    source = write_released_checkpoint(
+        tmp_path / "source", released["tokenizer"], released["tensors"], config, shards=1
+    )
     report = convert(released, tmp_path / "out", checkpoint=source, verify=False)
     assert report.tensors_mapped == len(released["tensors"]) and report.dropped_tensors == []
 
@@ -368,8 +427,9 @@ def test_every_spelling_of_the_llava_qwen_family_converts(released, tmp_path, mo
 )
 def test_other_families_are_refused_with_the_reason(released, tmp_path, config_edit, message):
     config = {**released_config(released["tokenizer"], len(released["tokenizer"])), **config_edit}
-    source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config,
-                                       shards=1)
+    source = write_released_checkpoint(
+        tmp_path / "source", released["tokenizer"], released["tensors"], config, shards=1
+    )
     with pytest.raises(ConversionError, match=message):
         convert(released, tmp_path / "out", checkpoint=source)
     assert not (tmp_path / "out").exists()
@@ -405,17 +465,29 @@ def test_truncated_safetensors_file_fails_clearly(released, tmp_path):
 
 def test_unknown_tower_without_vision_config_fails_clearly(released, tmp_path, capsys):
     output = tmp_path / "out"
-    status = vqtoken_main(["convert", "--checkpoint", str(released["source"]), "--output", str(output),
-                           "--processor", str(released["processor"])])
+    status = vqtoken_main(
+        [
+            "convert",
+            "--checkpoint",
+            str(released["source"]),
+            "--output",
+            str(output),
+            "--processor",
+            str(released["processor"]),
+        ]
+    )
     assert status == 1
     assert f"vision tower {TINY_TOWER!r} is not one whose sizes the converter knows" in capsys.readouterr().err
-    assert "--vision-config" in str(pytest.raises(ConversionError, convert, released, output, vision_config=None).value)
+    assert "--vision-config" in str(
+        pytest.raises(ConversionError, convert, released, output, vision_config=None).value
+    )
     assert not output.exists()
 
 
 def test_known_tower_layer_count_is_checked(released, tmp_path):
-    config = released_config(released["tokenizer"], len(released["tokenizer"]),
-                             tower="google/siglip-so400m-patch14-384")
+    config = released_config(
+        released["tokenizer"], len(released["tokenizer"]), tower="google/siglip-so400m-patch14-384"
+    )
     source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], released["tensors"], config, 1)
     with pytest.raises(ConversionError, match="keeps 26 encoder layers, the checkpoint holds 2"):
         convert(released, tmp_path / "out", checkpoint=source, vision_config=None)
@@ -428,7 +500,9 @@ def test_processor_tokens_must_fit_the_embedding_matrix(released, tmp_path):
     tensors["model.embed_tokens.weight"] = tensors["model.embed_tokens.weight"][:rows]
     config = released_config(released["tokenizer"], rows)
     source = write_released_checkpoint(tmp_path / "source", released["tokenizer"], tensors, config, shards=1)
-    with pytest.raises(ConversionError, match=rf"'<video>' id {rows} does not fit the embedding matrix \({rows} rows\)"):
+    with pytest.raises(
+        ConversionError, match=rf"'<video>' id {rows} does not fit the embedding matrix \({rows} rows\)"
+    ):
         convert(released, tmp_path / "out", checkpoint=source)
     assert not (tmp_path / "out").exists()
 
@@ -449,8 +523,12 @@ def test_hub_ids_go_through_snapshot_download_and_folders_do_not(monkeypatch, re
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     with pytest.raises(ConversionError) as error:
-        convert_checkpoint("haichaozhang/VQ-Token-llava-ov-0.5b", tmp_path / "out", revision="abc123",
-                           processor="llava-hf/llava-onevision-qwen2-0.5b-ov-hf")
+        convert_checkpoint(
+            "haichaozhang/VQ-Token-llava-ov-0.5b",
+            tmp_path / "out",
+            revision="abc123",
+            processor="llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+        )
     assert "is not one whose sizes the converter knows" in str(error.value)
     assert calls == [("haichaozhang/VQ-Token-llava-ov-0.5b", "abc123", None)]
     calls.clear()
@@ -480,8 +558,11 @@ class RecordingHub:
 
         folder = Path(folder_path)
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        sent = {name: data for name, data in files.items()
-                if allow_patterns is None or any(fnmatch(name, pattern) for pattern in allow_patterns)}
+        sent = {
+            name: data
+            for name, data in files.items()
+            if allow_patterns is None or any(fnmatch(name, pattern) for pattern in allow_patterns)
+        }
         self.commits.append({"repo_id": repo_id, "message": commit_message, "files": sent, **kwargs})
 
         class Info:

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 import vqtoken
 from vqtoken.training import load_config, train
 from vqtoken.training.config import ModelArgs
-from vqtoken.training.trainable import load_starting_model, select_trainable_parameters
 from vqtoken.training.synthetic_data import generate_synthetic_dataset
+from vqtoken.training.trainable import load_starting_model, select_trainable_parameters
 from vqtoken.training.trainer import check_sharding
 
 
@@ -46,8 +46,13 @@ BACKENDS = {
     # one model and optimizer shard per process (FSDP), one optimizer partition per process (ZeRO-2)
     "ddp": ("MULTI_CPU", ["model.safetensors", "optimizer.bin"]),
     "fsdp": ("FSDP", ["pytorch_model_fsdp_0/__0_0.distcp", "pytorch_model_fsdp_0/__1_0.distcp"]),
-    "deepspeed_zero2": ("DEEPSPEED", ["pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",
-                                      "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt"]),
+    "deepspeed_zero2": (
+        "DEEPSPEED",
+        [
+            "pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt",
+            "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt",
+        ],
+    ),
 }
 
 
@@ -71,11 +76,25 @@ def launch(backend: str, output_dir: Path, data: list[str], *overrides: str) -> 
     """`accelerate launch --config_file examples/accelerate/<backend>.yaml` on 2 CPU processes, 1 sample per
     micro-batch each."""
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(REPO / "examples" / "accelerate" / f"{backend}.yaml"),
-        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "0",
-        "-m", "vqtoken", "train", *data, *RUN, "train.per_device_batch_size=1",
-        f"logging.output_dir={output_dir}", *overrides,
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "examples" / "accelerate" / f"{backend}.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        "0",
+        "-m",
+        "vqtoken",
+        "train",
+        *data,
+        *RUN,
+        "train.per_device_batch_size=1",
+        f"logging.output_dir={output_dir}",
+        *overrides,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
     output = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=output_dir.parent)
@@ -112,11 +131,13 @@ def test_two_processes_match_one(launched, one_process):
     assert run["data"]["train_records"] == 24
 
     assert [step for step, _ in run["train"]] == list(range(1, 9))
-    assert [loss for _, loss in run["train"]] == pytest.approx([loss for _, loss in one_process["train"]],
-                                                               rel=1e-5, abs=1e-6)
+    assert [loss for _, loss in run["train"]] == pytest.approx(
+        [loss for _, loss in one_process["train"]], rel=1e-5, abs=1e-6
+    )
     assert [step for step, _ in run["eval"]] == [4, 8]
-    assert [loss for _, loss in run["eval"]] == pytest.approx([loss for _, loss in one_process["eval"]],
-                                                              rel=1e-5, abs=1e-6)
+    assert [loss for _, loss in run["eval"]] == pytest.approx(
+        [loss for _, loss in one_process["eval"]], rel=1e-5, abs=1e-6
+    )
     assert run["weights"].keys() == one_process["weights"].keys()
     for name, tensor in one_process["weights"].items():
         assert torch.allclose(tensor, run["weights"][name], atol=1e-5, rtol=1e-4), name
@@ -125,7 +146,8 @@ def test_two_processes_match_one(launched, one_process):
 def test_final_model_loads_with_from_pretrained(launched):
     _, run = launched
     model, info = vqtoken.VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(
-        run["dir"] / "final", output_loading_info=True)
+        run["dir"] / "final", output_loading_info=True
+    )
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set(), info
     assert not info["mismatched_keys"] and not info["error_msgs"], info
     state = model.state_dict()
@@ -170,8 +192,9 @@ def test_sharded_setups_the_trainer_cannot_follow_are_refused_by_name():
         state = SimpleNamespace(deepspeed_plugin=plugin)
         return SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, state=state)
 
-    config = load_config(None, ["data.train_files=[x.jsonl]", "lora.enabled=true",
-                                "train.parts={language_model: 1e-4}"])
+    config = load_config(
+        None, ["data.train_files=[x.jsonl]", "lora.enabled=true", "train.parts={language_model: 1e-4}"]
+    )
     with pytest.raises(ValueError, match="lora.enabled is not supported with FSDP"):
         check_sharding(fsdp(2, None), config)
     config.lora.enabled = False
@@ -187,5 +210,7 @@ def test_sharded_setups_the_trainer_cannot_follow_are_refused_by_name():
         check_sharding(deepspeed(gradient_accumulation_steps=2, gradient_clipping=1.0), config)
     accelerator = deepspeed(gradient_accumulation_steps="auto")
     check_sharding(accelerator, config)
-    assert accelerator.state.deepspeed_plugin.deepspeed_config == {"gradient_accumulation_steps": 2,
-                                                                   "gradient_clipping": 0.5}
+    assert accelerator.state.deepspeed_plugin.deepspeed_config == {
+        "gradient_accumulation_steps": 2,
+        "gradient_clipping": 0.5,
+    }

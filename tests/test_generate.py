@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from transformers import TextStreamer
-
 from helpers import random_clip, stock_twin, video_prompt
+from transformers import TextStreamer
 
 
 ADAPTIVE = {"vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 3, "vqtoken_max_clusters": 8}
@@ -75,8 +74,11 @@ def test_generate_from_inputs_embeds(build_model):
     embeds = model.get_input_embeddings()(inputs.input_ids)
     from_ids = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     from_embeds = model.generate(
-        inputs_embeds=embeds, attention_mask=inputs.attention_mask, pixel_values_videos=inputs.pixel_values_videos,
-        max_new_tokens=4, do_sample=False,
+        inputs_embeds=embeds,
+        attention_mask=inputs.attention_mask,
+        pixel_values_videos=inputs.pixel_values_videos,
+        max_new_tokens=4,
+        do_sample=False,
     )
     assert torch.equal(from_embeds, from_ids[:, inputs.input_ids.shape[1] :])
 
@@ -108,8 +110,10 @@ def test_video_features_follow_stocks_output_contract(build_model):
     reference_tuple = stock.model.get_video_features(pixels, return_dict=False)
     assert isinstance(as_tuple, tuple) and len(as_tuple) == len(reference_tuple) + 3
     assert torch.equal(as_tuple[0], reference_tuple[0])
-    assert all(torch.equal(a, b) for a, b in zip(as_tuple[len(reference_tuple) - 1], model.model.get_video_features(
-        pixels).pooler_output))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(as_tuple[len(reference_tuple) - 1], model.model.get_video_features(pixels).pooler_output)
+    )
 
     outputs = model(**inputs)
     if hasattr(outputs, "video_outputs"):  # transformers >= 5.24

@@ -21,22 +21,40 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refus
 
 
 def _kmeans_row(method, step_ms, kernel_us, num_tokens=23328, dim=896, num_clusters=32, batch=1):
-    return {"num_tokens": num_tokens, "dim": dim, "num_clusters": num_clusters, "batch": batch, "method": method,
-            "status": "ok", "step_ms": step_ms, "kernel_us": kernel_us, "floor_us": 10.0,
-            "x_floor": step_ms * 1e3 / 10.0, "kernel_x_floor": kernel_us / 10.0}
+    return {
+        "num_tokens": num_tokens,
+        "dim": dim,
+        "num_clusters": num_clusters,
+        "batch": batch,
+        "method": method,
+        "status": "ok",
+        "step_ms": step_ms,
+        "kernel_us": kernel_us,
+        "floor_us": 10.0,
+        "x_floor": step_ms * 1e3 / 10.0,
+        "kernel_x_floor": kernel_us / 10.0,
+    }
 
 
 def _results(kmeans_rows, adaptive_setup, elbow_seconds, ttft):
     end_to_end = [{"variant": variant, "frames": 32, "ttft_s": seconds} for variant, seconds in ttft.items()]
-    return {"stages": [
-        {"name": "kmeans-bf16", "result": {"rows": kmeans_rows}},
-        {"name": "adaptive", "result": {"setup": adaptive_setup, "rows": [
-            {"path": "ours, elbow", "backend": "triton", "median_seconds": elbow_seconds, "k": 20},
-            {"path": "ours, elbow", "backend": "torch", "median_seconds": elbow_seconds / 100, "k": 20},
-        ]}},
-        {"name": "end-to-end", "result": end_to_end},
-        {"name": "kmeans-fp32", "status": "not run"},
-    ]}
+    return {
+        "stages": [
+            {"name": "kmeans-bf16", "result": {"rows": kmeans_rows}},
+            {
+                "name": "adaptive",
+                "result": {
+                    "setup": adaptive_setup,
+                    "rows": [
+                        {"path": "ours, elbow", "backend": "triton", "median_seconds": elbow_seconds, "k": 20},
+                        {"path": "ours, elbow", "backend": "torch", "median_seconds": elbow_seconds / 100, "k": 20},
+                    ],
+                },
+            },
+            {"name": "end-to-end", "result": end_to_end},
+            {"name": "kmeans-fp32", "status": "not run"},
+        ]
+    }
 
 
 def test_targets_read_off_the_results():
@@ -85,7 +103,8 @@ E   ImportError: no av here</error></testcase>
 </testsuite></testsuites>""")
     parsed = gpu_check.parse_junit(report)
     assert [(test["test"], test["outcome"]) for test in parsed["tests"]] == [
-        ("tests.test_a::test_ok", "passed"), ("tests.test_a::test_bad", "failed"),
+        ("tests.test_a::test_ok", "passed"),
+        ("tests.test_a::test_bad", "failed"),
         ("tests.test_a::test_skip", "skipped"),
     ]
     assert parsed["collection_errors"] == [{"module": "tests.test_video_io", "reason": "ImportError: no av here"}]
@@ -109,8 +128,13 @@ def test_refuses_without_cuda(tmp_path, capsys):
 @no_cuda
 def test_script_refuses_without_cuda(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "no CUDA device is visible" in done.stderr
     assert not (tmp_path / "out").exists()

@@ -116,6 +116,7 @@ def test_quantized_clusters_are_numbered_by_first_appearance_whatever_the_seed()
         labels = result.index_maps[0].tolist()
         first_ids = list(dict.fromkeys(labels))
         assert first_ids == list(range(len(first_ids)))
+
     # seeds that find the same partition (as sets of tokens) give the same numbering and codebook
     def partition(result):
         labels = result.index_maps[0]
@@ -133,7 +134,9 @@ def test_a_video_gets_the_same_result_alone_and_in_a_batch():
     for method in ("fixed", "elbow", "elbow_corrected", "silhouette"):
         batch = quantize_video_tokens(videos, selection_method=method, min_clusters=2, max_clusters=8)
         for video in range(3):
-            alone = quantize_video_tokens(videos[video : video + 1], selection_method=method, min_clusters=2, max_clusters=8)
+            alone = quantize_video_tokens(
+                videos[video : video + 1], selection_method=method, min_clusters=2, max_clusters=8
+            )
             assert torch.equal(alone.num_clusters[0], batch.num_clusters[video])
             assert torch.equal(alone.index_maps[0], batch.index_maps[video])
             torch.testing.assert_close(alone.codebooks[0], batch.codebooks[video], atol=0, rtol=0)
@@ -193,7 +196,9 @@ def test_elbow_rules_on_a_hand_made_curve():
 def test_ward_merge_distortions_are_exact():
     tokens, _ = blobs(6, 10, 8, spread=0.5, seed=2)
     x = unit(tokens)[None]
-    labels, sums, counts, _ = lloyd(x, kmeans_plus_plus(x, 6, 0), torch.ones(1, 6, dtype=torch.bool), 50, 1e-4, "torch")
+    labels, sums, counts, _ = lloyd(
+        x, kmeans_plus_plus(x, 6, 0), torch.ones(1, 6, dtype=torch.bool), 50, 1e-4, "torch"
+    )
     groups, distortions = ward_merge_tree(sums[0], counts[0], min_clusters=2)
     assert groups.shape == (5, 6)
     for row, distortion in zip(groups, distortions):

@@ -78,8 +78,9 @@ def _sums_from_labels(tokens32, labels, num_clusters):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _compare_batched(kernels, reference, generator, batch, num_tokens, dim, num_clusters, mask=None, ties=False,
-                     far=None):
+def _compare_batched(
+    kernels, reference, generator, batch, num_tokens, dim, num_clusters, mask=None, ties=False, far=None
+):
     tokens = _unit_tokens(generator, batch, num_tokens, dim)
     centroids = _centroids_from_tokens(generator, tokens, num_clusters)
     if ties:  # identical centroids give identical similarities: the lowest index must win
@@ -402,10 +403,16 @@ def test_gpu_packed_batch_no_host_sync_and_graph_capture():
         torch.cuda.set_sync_debug_mode("default")
     start = 0
     for video, n in enumerate(lengths):
-        ref_labels, _, _ = assign_and_accumulate_torch(videos[video][None], centroids[video : video + 1],
-                                                       cluster_mask[video : video + 1])
-        gap, _ = _label_disagreement_gap(videos[video][None], centroids[video : video + 1],
-                                         cluster_mask[video : video + 1], labels[None, start : start + n], ref_labels)
+        ref_labels, _, _ = assign_and_accumulate_torch(
+            videos[video][None], centroids[video : video + 1], cluster_mask[video : video + 1]
+        )
+        gap, _ = _label_disagreement_gap(
+            videos[video][None],
+            centroids[video : video + 1],
+            cluster_mask[video : video + 1],
+            labels[None, start : start + n],
+            ref_labels,
+        )
         assert gap <= FP32_GAP_TOLERANCE
         start += n
 

@@ -342,8 +342,20 @@ def test_model_arguments_reach_the_model(material):
 
 def run_cli(material, module: str, model_args: str, output: str, *extra: str) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", module, "--model", "vqtoken_hf", "--model_args", model_args, "--tasks", "tiny_video",
-        "--include_path", str(material["tasks"]), "--output_path", str(material["root"] / output), *extra,
+        sys.executable,
+        "-m",
+        module,
+        "--model",
+        "vqtoken_hf",
+        "--model_args",
+        model_args,
+        "--tasks",
+        "tiny_video",
+        "--include_path",
+        str(material["tasks"]),
+        "--output_path",
+        str(material["root"] / output),
+        *extra,
     ]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
 

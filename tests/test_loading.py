@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from helpers import random_clip, stock_processor, stock_twin, video_prompt
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import LlavaOnevisionForConditionalGeneration
 
 import vqtoken
-from helpers import random_clip, stock_processor, stock_twin, video_prompt
 from vqtoken.loading import load_model_and_processor
 
 
@@ -119,8 +119,10 @@ def test_placeholder_counts_for_serving_engines(build_model):
     [
         ({"vqtoken_max_clusters": 0}, "`vqtoken_max_clusters` must be a positive integer"),
         ({"vqtoken_mode": "fast"}, "`vqtoken_mode` must be one of 'attention', 'centroids', 'off'"),
-        ({"vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 9, "vqtoken_max_clusters": 6},
-         "must not exceed `vqtoken_max_clusters`"),
+        (
+            {"vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 9, "vqtoken_max_clusters": 6},
+            "must not exceed `vqtoken_max_clusters`",
+        ),
         ({"vqtoken_max_cluster": 6}, "Did you mean `vqtoken_max_clusters`"),
         ({"vqtoken_mode": "centroid"}, "Did you mean 'centroids'"),
     ],
@@ -185,5 +187,7 @@ def test_the_model_folder_sets_the_frame_count(build_model, tmp_path):
     processor.save_pretrained(tmp_path)
     loaded, loaded_processor = load_model_and_processor(tmp_path, device="cpu")
     assert loaded_processor.default_num_frames == 6
-    assert ask_video(loaded, loaded_processor, random_clip(1, num_frames=12), "what ?", max_new_tokens=1).num_frames == 6
+    assert (
+        ask_video(loaded, loaded_processor, random_clip(1, num_frames=12), "what ?", max_new_tokens=1).num_frames == 6
+    )
     assert load_model_and_processor(None)[1].default_num_frames == 8  # the built-in default was trained on 8

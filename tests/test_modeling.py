@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from helpers import random_clip, stock_twin, video_prompt
 
 
@@ -63,7 +62,9 @@ def test_centroids_mode_feeds_the_codebook_and_the_newline(build_model):
     features = reference_frame_features(stock, inputs.pixel_values_videos)[0].flatten(0, 1)
     unit = torch.nn.functional.normalize(features.double(), dim=-1)
     labels = index_map.flatten()
-    codebook = torch.stack([unit[labels == k].mean(0) if (labels == k).any() else unit.new_zeros(32) for k in range(5)])
+    codebook = torch.stack(
+        [unit[labels == k].mean(0) if (labels == k).any() else unit.new_zeros(32) for k in range(5)]
+    )
     torch.testing.assert_close(output.codebooks[0].double(), codebook, atol=1e-5, rtol=1e-5)
     # the index map is the cosine assignment of every token to that codebook
     assert torch.equal((unit @ codebook.T).argmax(-1), labels)
@@ -118,8 +119,9 @@ def test_spatial_pooling_clusters_the_pooled_grid(build_model):
 
 @torch.no_grad()
 def test_same_video_gives_the_same_tokens_alone_and_in_a_batch(build_model):
-    model, processor = build_model(vqtoken_mode="attention", vqtoken_selection_method="silhouette",
-                                   vqtoken_min_clusters=2, vqtoken_max_clusters=6)
+    model, processor = build_model(
+        vqtoken_mode="attention", vqtoken_selection_method="silhouette", vqtoken_min_clusters=2, vqtoken_max_clusters=6
+    )
     clips = [random_clip(10), random_clip(11), random_clip(12)]
     batch = model.model.get_video_features(video_inputs(processor, clips).pixel_values_videos)
     again = model.model.get_video_features(video_inputs(processor, clips).pixel_values_videos)
@@ -132,8 +134,12 @@ def test_same_video_gives_the_same_tokens_alone_and_in_a_batch(build_model):
 
 @torch.no_grad()
 def test_batched_generate_with_different_k_matches_generating_alone(build_model):
-    model, processor = build_model(vqtoken_mode="centroids", vqtoken_selection_method="elbow_corrected",
-                                   vqtoken_min_clusters=2, vqtoken_max_clusters=8)
+    model, processor = build_model(
+        vqtoken_mode="centroids",
+        vqtoken_selection_method="elbow_corrected",
+        vqtoken_min_clusters=2,
+        vqtoken_max_clusters=8,
+    )
     chosen = {}
     for seed in range(40):
         clip = random_clip(100 + seed)
@@ -159,8 +165,9 @@ def test_batched_generate_with_different_k_matches_generating_alone(build_model)
 
 @torch.no_grad()
 def test_forward_with_a_wrong_placeholder_count_explains_what_to_do(build_model):
-    model, processor = build_model(vqtoken_mode="centroids", vqtoken_selection_method="elbow",
-                                   vqtoken_min_clusters=2, vqtoken_max_clusters=8)
+    model, processor = build_model(
+        vqtoken_mode="centroids", vqtoken_selection_method="elbow", vqtoken_min_clusters=2, vqtoken_max_clusters=8
+    )
     inputs = video_inputs(processor, [random_clip(4)])
     k = int(model.model.get_video_features(inputs.pixel_values_videos).num_clusters[0])
     assert k < 8
@@ -172,7 +179,10 @@ def test_forward_with_a_wrong_placeholder_count_explains_what_to_do(build_model)
     )
     assert int((ids == model.config.video_token_id).sum()) == k + 1
     assert int((labels == -100).sum()) == k + 1
-    assert model(input_ids=ids, attention_mask=mask, pixel_values_videos=inputs.pixel_values_videos).logits.shape[1] == ids.shape[1]
+    assert (
+        model(input_ids=ids, attention_mask=mask, pixel_values_videos=inputs.pixel_values_videos).logits.shape[1]
+        == ids.shape[1]
+    )
 
 
 @torch.no_grad()

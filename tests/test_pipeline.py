@@ -8,24 +8,27 @@ import textwrap
 
 import pytest
 import torch
+from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 from transformers import pipeline
 
 import vqtoken
-from helpers import BLOCK_VQTOKEN, random_clip, video_prompt
 from vqtoken.synthetic import ClipSpec, render_clip, write_clip
 from vqtoken.video_io import load_video
 
 
 QUESTION = "what colour is the square ?"
 NEW_TOKENS = 3
-SETTINGS = dict(vqtoken_mode="attention", vqtoken_selection_method="silhouette", vqtoken_min_clusters=2,
-                vqtoken_max_clusters=6)
+SETTINGS = dict(
+    vqtoken_mode="attention", vqtoken_selection_method="silhouette", vqtoken_min_clusters=2, vqtoken_max_clusters=6
+)
 
 
 def generation_kwargs(processor):
     # special and blank tokens decode to nothing: keep them out so that the compared answers are real text
     tokenizer = processor.tokenizer
-    blank = [index for index in range(len(tokenizer)) if not tokenizer.decode([index], skip_special_tokens=True).strip()]
+    blank = [
+        index for index in range(len(tokenizer)) if not tokenizer.decode([index], skip_special_tokens=True).strip()
+    ]
     return {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "suppress_tokens": blank}
 
 
@@ -67,7 +70,9 @@ def test_pipeline_inputs_single_and_batched_match_generate(build_model, clip_fil
     assert pipe(str(clip_file), text=QUESTION, **kwargs)[0]["generated_text"] == expected_file
     with open(clip_file, "rb") as handle:
         assert pipe(handle, text=QUESTION, **kwargs)[0]["generated_text"] == expected_file
-    chat = [{"role": "user", "content": [{"type": "video", "path": str(clip_file)}, {"type": "text", "text": QUESTION}]}]
+    chat = [
+        {"role": "user", "content": [{"type": "video", "path": str(clip_file)}, {"type": "text", "text": QUESTION}]}
+    ]
     from_chat = pipe(chat, **kwargs)[0]
     assert from_chat["generated_text"] == expected_file and from_chat["input_text"] == chat
     full = pipe(text=chat, return_full_text=True, **kwargs)[0]["generated_text"]
@@ -85,8 +90,12 @@ def test_pipeline_rejects_bad_requests(build_model):
     pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
     with pytest.raises(ValueError, match="one question per video"):
         pipe([random_clip(0), random_clip(1)], text=["a", "b", "c"])
-    two_videos = [{"role": "user", "content": [{"type": "video", "video": random_clip(0)},
-                                               {"type": "video", "video": random_clip(1)}]}]
+    two_videos = [
+        {
+            "role": "user",
+            "content": [{"type": "video", "video": random_clip(0)}, {"type": "video", "video": random_clip(1)}],
+        }
+    ]
     with pytest.raises(ValueError, match="exactly one video"):
         pipe(two_videos)
     with pytest.raises(ValueError, match="needs a question"):
@@ -121,8 +130,9 @@ def test_save_pretrained_declares_the_pipeline(build_model, tmp_path):
     processor.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="trust_remote_code"):
         pipeline("video-text-to-text", model=str(tmp_path))
-    pipe = pipeline("video-text-to-text", model=str(tmp_path), num_frames=4,
-                    pipeline_class=vqtoken.VQTokenVideoTextToTextPipeline)
+    pipe = pipeline(
+        "video-text-to-text", model=str(tmp_path), num_frames=4, pipeline_class=vqtoken.VQTokenVideoTextToTextPipeline
+    )
     assert pipe(random_clip(0), text=QUESTION, max_new_tokens=1)[0]["num_clusters"] == 4
 
 
@@ -172,11 +182,12 @@ def test_remote_code_pipeline_without_the_package(build_model, tmp_path, clip_fi
         """
     )
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    report = json.loads(line[len("RESULT"):])
+    report = json.loads(line[len("RESULT") :])
     assert report["single"] == expected["array"]
     assert 2 <= report["k"] <= 6
     assert report["batch"] == [expected["file"]] * 3
@@ -192,14 +203,19 @@ def test_image_text_to_text_pipeline_takes_video_frames_in_chat_messages(build_m
     array = random_clip(0)
     chat = [{"role": "user", "content": [{"type": "video", "video": array}, {"type": "text", "text": QUESTION}]}]
     generation = generation_kwargs(processor)
-    result = pipe(text=chat, return_full_text=False, max_new_tokens=generation.pop("max_new_tokens"),
-                  generate_kwargs=generation)
+    result = pipe(
+        text=chat, return_full_text=False, max_new_tokens=generation.pop("max_new_tokens"), generate_kwargs=generation
+    )
     assert result[0]["generated_text"].strip() == greedy_answer(model, processor, array)
     try:
         import torchcodec  # noqa: F401
     except Exception:
-        path_chat = [{"role": "user", "content": [{"type": "video", "path": str(clip_file)},
-                                                  {"type": "text", "text": QUESTION}]}]
+        path_chat = [
+            {
+                "role": "user",
+                "content": [{"type": "video", "path": str(clip_file)}, {"type": "text", "text": QUESTION}],
+            }
+        ]
         with pytest.raises(ImportError, match="torchcodec"):
             pipe(text=path_chat, max_new_tokens=1)
 
@@ -210,7 +226,9 @@ def test_pipeline_answers_cached_videos_like_the_videos_themselves(build_model, 
     model, processor = build_model(**SETTINGS)
     pipe = pipeline("video-text-to-text", model=model, processor=processor, num_frames=4)
     other = write_clip(tmp_path / "other.mp4", render_clip(ClipSpec((0, 0, 255), seed=5), 8, 32, 32), fps=8)
-    cached = encode_to_vqt(model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4)
+    cached = encode_to_vqt(
+        model, processor, [clip_file, other], [tmp_path / "a.vqt", tmp_path / "b.vqt"], num_frames=4
+    )
     kwargs = generation_kwargs(processor)
     fresh = pipe([str(clip_file), str(other)], text=[QUESTION, "which way does it move ?"], **kwargs)
     from_cache = pipe([str(path) for path in cached], text=[QUESTION, "which way does it move ?"], **kwargs)

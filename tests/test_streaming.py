@@ -11,11 +11,11 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from helpers import random_clip
 from video_fixtures import index_colors, write_test_video
-from vqtoken.commands import main as vqtoken_main
+
 from vqtoken.cache import CacheFormatError, CacheMismatchError, ask_cached, encode_to_vqt, read_cached_video
+from vqtoken.commands import main as vqtoken_main
 from vqtoken.incremental_codebook import (
     CodebookSettings,
     IncrementalCodebook,
@@ -49,8 +49,14 @@ def partition_sums(tokens: torch.Tensor, labels: torch.Tensor, num_clusters: int
 def _state(stream: VideoStream) -> dict:
     """Every tensor of a stream's state, and its frame bookkeeping."""
     tensors = {name: tensor.clone() for name, tensor in stream.codebook.state_tensors().items()}
-    return {**tensors, "frame_times": list(stream.frame_times), "frame_size": stream.frame_size,
-            "chunks": stream.codebook.num_chunks, "fingerprint": stream.source_fingerprint, "closed": stream.closed}
+    return {
+        **tensors,
+        "frame_times": list(stream.frame_times),
+        "frame_size": stream.frame_size,
+        "chunks": stream.codebook.num_chunks,
+        "fingerprint": stream.source_fingerprint,
+        "closed": stream.closed,
+    }
 
 
 def _assert_same_state(first: dict, second: dict):
@@ -60,8 +66,8 @@ def _assert_same_state(first: dict, second: dict):
             assert torch.equal(first[name], second[name]), name
         else:
             assert first[name] == second[name] or (
-                name == "frame_times" and all(a == b or (math.isnan(a) and math.isnan(b))
-                                              for a, b in zip(first[name], second[name]))
+                name == "frame_times"
+                and all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(first[name], second[name]))
             ), name
 
 
@@ -73,7 +79,9 @@ def camera_features():
     model, processor = load_model_and_processor(None)
     features = []
     for frames in camera_frames(192, window=64, scene_frames=30, seed=0):
-        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)["pixel_values_videos"]
+        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
+            "pixel_values_videos"
+        ]
         with torch.no_grad():
             features.append(model.model.get_frame_features(pixel_values)[0])
     return torch.cat(features), CodebookSettings.from_config(model.config)
@@ -84,12 +92,19 @@ def camera_features():
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [
-    {"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
-    {"vqtoken_mode": "centroids", "vqtoken_max_clusters": 6},
-    {"vqtoken_mode": "centroids", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 3,
-     "vqtoken_max_clusters": 9},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"vqtoken_mode": "attention", "vqtoken_max_clusters": 5},
+        {"vqtoken_mode": "centroids", "vqtoken_max_clusters": 6},
+        {
+            "vqtoken_mode": "centroids",
+            "vqtoken_selection_method": "elbow",
+            "vqtoken_min_clusters": 3,
+            "vqtoken_max_clusters": 9,
+        },
+    ],
+)
 def test_one_chunk_is_the_offline_codebook_and_answer(build_model, settings):
     model, processor = build_model(**settings)
     clip = random_clip(3, num_frames=6)
@@ -103,18 +118,30 @@ def test_one_chunk_is_the_offline_codebook_and_answer(build_model, settings):
 
     streamed = stream.ask(QUESTION, max_new_tokens=3, min_new_tokens=3)
     fresh = ask_video(model, processor, clip, QUESTION, num_frames=6, max_new_tokens=3, min_new_tokens=3)
-    assert (streamed.answer, streamed.num_clusters, streamed.visual_tokens, streamed.num_frames,
-            streamed.visual_tokens_clustered, streamed.visual_tokens_stock) == (
-        fresh.answer, fresh.num_clusters, fresh.visual_tokens, fresh.num_frames, fresh.visual_tokens_clustered,
-        fresh.visual_tokens_stock)
+    assert (
+        streamed.answer,
+        streamed.num_clusters,
+        streamed.visual_tokens,
+        streamed.num_frames,
+        streamed.visual_tokens_clustered,
+        streamed.visual_tokens_stock,
+    ) == (
+        fresh.answer,
+        fresh.num_clusters,
+        fresh.visual_tokens,
+        fresh.num_frames,
+        fresh.visual_tokens_clustered,
+        fresh.visual_tokens_stock,
+    )
 
 
 @pytest.mark.parametrize("chunk_frames", [1, 4, 16, 64])
 def test_more_chunks_stay_within_5_percent_of_offline_kmeans(camera_features, chunk_frames):
     features, settings = camera_features
     tokens = features.reshape(-1, features.shape[-1])
-    offline = quantize_video_tokens(tokens[None], max_clusters=settings.max_clusters, seed=settings.seed,
-                                    backend="torch")
+    offline = quantize_video_tokens(
+        tokens[None], max_clusters=settings.max_clusters, seed=settings.seed, backend="torch"
+    )
     offline_distortion = cosine_distortion(*partition_sums(tokens, offline.index_maps[0], settings.max_clusters))
 
     codebook = IncrementalCodebook(settings)
@@ -222,8 +249,9 @@ def test_ask_videos_and_the_pipeline_answer_a_stream_as_it_is(build_model):
     expected = stream.ask(QUESTION, max_new_tokens=3, min_new_tokens=3)
     [batched] = ask_videos(model, processor, [stream], [QUESTION], max_new_tokens=3, min_new_tokens=3)
     assert (batched.answer, batched.visual_tokens) == (expected.answer, expected.visual_tokens)
-    pipe = pipeline("video-text-to-text", model=model, processor=processor,
-                    pipeline_class=vqtoken.VQTokenVideoTextToTextPipeline)
+    pipe = pipeline(
+        "video-text-to-text", model=model, processor=processor, pipeline_class=vqtoken.VQTokenVideoTextToTextPipeline
+    )
     [result] = pipe(stream, text=QUESTION, max_new_tokens=3, min_new_tokens=3)
     assert (result["generated_text"], result["visual_tokens"]) == (expected.answer, expected.visual_tokens)
     with pytest.raises(ValueError, match="mixes"):
@@ -337,11 +365,16 @@ def test_nan_tokens_are_refused_before_anything_changes(camera_features):
         assert torch.equal(tensor, before[name]), name
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"vqtoken_mode": "off"}, "not 'off'"),
-    ({"vqtoken_selection_method": "silhouette", "vqtoken_min_clusters": 2, "vqtoken_max_clusters": 6},
-     "silhouette needs every token"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"vqtoken_mode": "off"}, "not 'off'"),
+        (
+            {"vqtoken_selection_method": "silhouette", "vqtoken_min_clusters": 2, "vqtoken_max_clusters": 6},
+            "silhouette needs every token",
+        ),
+    ],
+)
 def test_settings_a_stream_cannot_use_are_refused(build_model, settings, message):
     model, processor = build_model(**settings)
     with pytest.raises(ValueError, match=message):
@@ -405,8 +438,9 @@ def test_encode_stream_resumes_and_refuses_another_video(build_model, indexed_cl
     whole = VideoStream(model, processor)
     whole.add_video(indexed_clip, fps=3, window=4)
     _assert_same_state(_state(whole), _state(VideoStream.resume(output, model, processor)))
-    other = write_test_video(tmp_path / "other.mkv", index_colors(45, 32, 32)[::-1].copy(), fps=10, codec="ffv1",
-                             pix_fmt="bgr0")
+    other = write_test_video(
+        tmp_path / "other.mkv", index_colors(45, 32, 32)[::-1].copy(), fps=10, codec="ffv1", pix_fmt="bgr0"
+    )
     with pytest.raises(StreamError, match="reads"):
         encode_stream(model, processor, other, output, fps=3, window=4)
 
@@ -424,8 +458,21 @@ def test_cli_ask_and_encode_stream_a_video_with_fps(indexed_clip, tmp_path, caps
     assert list(streamed["timings"]) == ["stream", "tokens", "preprocess", "prefill", "generation"]
 
     output = tmp_path / "colours.vqt"
-    encode = ["encode", str(indexed_clip), "-o", str(output), "--fps", "3", "--chunk-frames", "4", "--quiet",
-              "--mode", "centroids", "--max-clusters", "5"]
+    encode = [
+        "encode",
+        str(indexed_clip),
+        "-o",
+        str(output),
+        "--fps",
+        "3",
+        "--chunk-frames",
+        "4",
+        "--quiet",
+        "--mode",
+        "centroids",
+        "--max-clusters",
+        "5",
+    ]
     assert vqtoken_main(encode) == 0
     assert "1 encoded" in capsys.readouterr().out
     assert vqtoken_main(encode) == 0

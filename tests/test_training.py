@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import BLOCK_VQTOKEN
 from safetensors.torch import load_file
 
 import vqtoken
+from vqtoken.synthetic import ClipSpec, render_clip
 from vqtoken.training import load_config, train
 from vqtoken.training.data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
-from vqtoken.training.trainable import load_starting_model
-from vqtoken.synthetic import ClipSpec, render_clip
 from vqtoken.training.synthetic_data import ANSWERS, answer, generate_synthetic_dataset
-from helpers import BLOCK_VQTOKEN
+from vqtoken.training.trainable import load_starting_model
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,8 +127,9 @@ def test_labels_cover_only_the_answers(synthetic, tokenizer):
 
 
 def test_multi_turn_records_ask_every_question_and_label_every_answer(synthetic, tmp_path):
-    path = generate_synthetic_dataset(tmp_path, 3, questions_per_clip=4, multi_turn=True, num_frames=4, size=32,
-                                      seed=5, split="multi")
+    path = generate_synthetic_dataset(
+        tmp_path, 3, questions_per_clip=4, multi_turn=True, num_frames=4, size=32, seed=5, split="multi"
+    )
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 3
     _, processor = load_starting_model(make_config(synthetic, "unused").model)
@@ -148,9 +149,14 @@ def test_multi_turn_records_ask_every_question_and_label_every_answer(synthetic,
 
 
 def test_short_run_lowers_the_loss_and_freezes_unchosen_parts(synthetic, tmp_path):
-    config = make_config(synthetic, tmp_path / "run", "train.max_steps=12", "train.eval_every=12",
-                         f"data.eval_files=[{synthetic[1]}]",
-                         "train.parts={vq_attention: 2.0e-2, projector: 2.0e-2, language_model: 2.0e-2}")
+    config = make_config(
+        synthetic,
+        tmp_path / "run",
+        "train.max_steps=12",
+        "train.eval_every=12",
+        f"data.eval_files=[{synthetic[1]}]",
+        "train.parts={vq_attention: 2.0e-2, projector: 2.0e-2, language_model: 2.0e-2}",
+    )
     before = initial_state(config)
     result = train(config)
     losses = result.losses
@@ -162,8 +168,11 @@ def test_short_run_lowers_the_loss_and_freezes_unchosen_parts(synthetic, tmp_pat
     assert frozen
     for name in frozen:
         assert torch.equal(before[name], after[name]), name
-    for name in ("model.vq_attention.to_q_proj.weight", "model.multi_modal_projector.linear_1.weight",
-                 "model.language_model.layers.0.self_attn.q_proj.weight"):
+    for name in (
+        "model.vq_attention.to_q_proj.weight",
+        "model.multi_modal_projector.linear_1.weight",
+        "model.language_model.layers.0.self_attn.q_proj.weight",
+    ):
         assert not torch.equal(before[name], after[name]), name
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     train_entries = [entry for entry in log if entry["kind"] == "train"]
@@ -173,12 +182,18 @@ def test_short_run_lowers_the_loss_and_freezes_unchosen_parts(synthetic, tmp_pat
 
 
 def test_resume_reproduces_the_uninterrupted_run(synthetic, tmp_path):
-    overrides = ("model.vqtoken={vqtoken_mode: attention, vqtoken_max_clusters: 6, vqtoken_attention_dropout: 0.1}",
-                 "train.parts={vq_attention: 3.0e-3, vision_tower: 1.0e-3}", "train.max_steps=8")
+    overrides = (
+        "model.vqtoken={vqtoken_mode: attention, vqtoken_max_clusters: 6, vqtoken_attention_dropout: 0.1}",
+        "train.parts={vq_attention: 3.0e-3, vision_tower: 1.0e-3}",
+        "train.max_steps=8",
+    )
     full = train(make_config(synthetic, tmp_path / "full", *overrides, "train.save_every=3"))
     assert (tmp_path / "full" / "checkpoint-6" / "trainer_state.json").is_file()
-    resumed = train(make_config(synthetic, tmp_path / "resumed", *overrides,
-                                f"train.resume_from={tmp_path / 'full' / 'checkpoint-6'}"))
+    resumed = train(
+        make_config(
+            synthetic, tmp_path / "resumed", *overrides, f"train.resume_from={tmp_path / 'full' / 'checkpoint-6'}"
+        )
+    )
     # 8 steps cross an epoch boundary (6 steps per epoch) after the resume point
     assert [entry["step"] for entry in resumed.history] == [7, 8]
     assert resumed.losses == full.losses[6:]
@@ -189,7 +204,10 @@ def test_resume_reproduces_the_uninterrupted_run(synthetic, tmp_path):
 
 def test_adaptive_k_trains_through_aligned_placeholders(synthetic, tmp_path):
     config = make_config(
-        synthetic, tmp_path / "run", "train.max_steps=2", "train.save_final_model=false",
+        synthetic,
+        tmp_path / "run",
+        "train.max_steps=2",
+        "train.save_final_model=false",
         "model.vqtoken={vqtoken_mode: centroids, vqtoken_selection_method: elbow_corrected, vqtoken_min_clusters: 3, "
         "vqtoken_max_clusters: 8}",
         "train.parts={projector: 1.0e-3, vision_tower: 1.0e-3}",
@@ -205,11 +223,19 @@ def test_adaptive_k_trains_through_aligned_placeholders(synthetic, tmp_path):
 def test_stock_onevision_start_with_bf16_and_gradient_checkpointing(synthetic, tmp_path):
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
-    config = make_config(synthetic, tmp_path / "run", "train.max_steps=2", "train.mixed_precision=bf16",
-                         "train.gradient_checkpointing=true")
+    config = make_config(
+        synthetic,
+        tmp_path / "run",
+        "train.max_steps=2",
+        "train.mixed_precision=bf16",
+        "train.gradient_checkpointing=true",
+    )
     vq_model, processor = load_starting_model(config.model)
-    values = {key: value for key, value in vq_model.config.to_dict().items()
-              if not key.startswith("vqtoken_") and key not in ("model_type", "architectures", "auto_map")}
+    values = {
+        key: value
+        for key, value in vq_model.config.to_dict().items()
+        if not key.startswith("vqtoken_") and key not in ("model_type", "architectures", "auto_map")
+    }
     torch.manual_seed(1)
     stock = LlavaOnevisionForConditionalGeneration(LlavaOnevisionConfig(**values))
     stock.save_pretrained(tmp_path / "stock")
@@ -228,8 +254,14 @@ def test_stock_onevision_start_with_bf16_and_gradient_checkpointing(synthetic, t
 def test_lora_adapters_save_load_and_merge(synthetic, tmp_path):
     from vqtoken.training.lora import load_lora_adapter, merge_lora
 
-    config = make_config(synthetic, tmp_path / "run", "lora.enabled=true", "lora.r=4",
-                         "train.parts={language_model: 1.0e-2}", "train.max_steps=3")
+    config = make_config(
+        synthetic,
+        tmp_path / "run",
+        "lora.enabled=true",
+        "lora.r=4",
+        "train.parts={language_model: 1.0e-2}",
+        "train.max_steps=3",
+    )
     before = initial_state(config)
     result = train(config)
     adapter = Path(result.adapter_dir)
@@ -269,11 +301,17 @@ def test_trained_checkpoint_loads_through_auto_classes_and_remote_code(synthetic
         print(sum(float(p.double().sum()) for p in model.parameters()))
         """
     )
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert output.returncode == 0, output.stderr
     assert float(output.stdout.strip().splitlines()[-1]) == pytest.approx(
-        sum(float(p.detach().double().sum()) for p in model.parameters()), rel=1e-9)
+        sum(float(p.detach().double().sum()) for p in model.parameters()), rel=1e-9
+    )
 
 
 def test_synthetic_evaluation_scores_every_question(synthetic, tmp_path):
@@ -294,8 +332,9 @@ def test_built_in_default_model_answers_held_out_clips(tmp_path):
 
     model, processor = load_model_and_processor(None)
     assert model.config.vqtoken_mode == "attention" and model.config.vqtoken_max_clusters == 15
-    heldout = generate_synthetic_dataset(tmp_path, 12, questions_per_clip=4, num_frames=16, size=64, seed=777,
-                                         split="heldout")
+    heldout = generate_synthetic_dataset(
+        tmp_path, 12, questions_per_clip=4, num_frames=16, size=64, seed=777, split="heldout"
+    )
     scores = evaluate_synthetic(model, processor, heldout, num_frames=8)
     assert scores["visual_tokens"] == 16
     # measured on 400 held-out questions: 88.8 % (colour 100 %, shape 99 %, direction 92 %, count 64 %; BENCHMARKS.md);
@@ -310,8 +349,12 @@ def test_built_in_default_model_answers_held_out_clips(tmp_path):
 def test_default_model_script_refuses_a_second_stage_without_its_first(tmp_path):
     script = REPO / "examples" / "training" / "train_default_model.py"
     work = tmp_path / "work"
-    output = subprocess.run([sys.executable, str(script), "--work-dir", str(work), "--variants",
-                             "attention-from-centroids", "centroids"], capture_output=True, text=True, timeout=120)
+    output = subprocess.run(
+        [sys.executable, str(script), "--work-dir", str(work), "--variants", "attention-from-centroids", "centroids"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert output.returncode == 2, output.stderr
     assert "starts from the final model of 'centroids'" in output.stderr
     assert not work.exists()

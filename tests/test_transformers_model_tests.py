@@ -24,8 +24,8 @@ import torch
 from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionModel
 from transformers.models.auto import modeling_auto
 from transformers.testing_utils import torch_device
-
 from transformers_sdist import TransformersTestsUnavailable, import_sdist_tests
+
 from vqtoken import (
     VQTokenLlavaOnevisionConfig,
     VQTokenLlavaOnevisionForConditionalGeneration,

@@ -8,11 +8,6 @@ import warnings
 import av
 import numpy as np
 import pytest
-
-from vqtoken.modeling import video_io
-from vqtoken.synthetic import ClipSpec, render_clip, write_clip
-from vqtoken.video_io import DecodedVideo, VideoDecodeError, load_video, uniform_indices
-
 from video_fixtures import (
     encoder_available,
     index_colors,
@@ -22,6 +17,10 @@ from video_fixtures import (
     write_test_video,
     write_video_with_longer_audio,
 )
+
+from vqtoken.modeling import video_io
+from vqtoken.synthetic import ClipSpec, render_clip, write_clip
+from vqtoken.video_io import DecodedVideo, VideoDecodeError, load_video, uniform_indices
 
 
 def expected_uniform(total: int, n: int) -> list[int]:
@@ -332,15 +331,18 @@ def test_no_decodable_frame(tmp_path):
 
 def test_truncated_mp4_without_index(tmp_path, indexed_mp4):
     cut = truncate_copy(indexed_mp4, tmp_path / "cut.mp4", 0.6)  # moov atom is at the end
-    with pytest.raises(VideoDecodeError, match=r"cut\.mp4 is not a readable video file: it is truncated, an MP4/MOV file"):
+    with pytest.raises(
+        VideoDecodeError, match=r"cut\.mp4 is not a readable video file: it is truncated, an MP4/MOV file"
+    ):
         load_video(cut)
 
 
 @pytest.fixture(scope="module")
 def truncated_mkv(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trunc")
-    full = write_test_video(folder / "full.mkv", index_colors(60, 32, 32), fps=10, codec="mjpeg",
-                            pix_fmt="yuvj420p")  # intra-only: bytes grow evenly per frame
+    full = write_test_video(
+        folder / "full.mkv", index_colors(60, 32, 32), fps=10, codec="mjpeg", pix_fmt="yuvj420p"
+    )  # intra-only: bytes grow evenly per frame
     return truncate_copy(full, folder / "cut.mkv", 0.6)
 
 

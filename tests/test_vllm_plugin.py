@@ -7,6 +7,7 @@ scripts/test_vllm.sh; skipped elsewhere.
 import pytest
 import torch
 
+
 pytest.importorskip("vllm")
 
 from vllm_support import (  # noqa: E402
@@ -20,6 +21,7 @@ from vllm_support import (  # noqa: E402
     transformers_answer,
     video_placeholders,
 )
+
 
 pytestmark = pytest.mark.vllm
 
@@ -104,8 +106,12 @@ def test_mode_off_gives_the_tokens_of_vllm_onevision(tokenizer, tmp_path):
     assert answers(ours) == [transformers_answer(model, processor, frames) for frames in videos]
 
 
-ADAPTIVE = {"vqtoken_mode": "attention", "vqtoken_selection_method": "elbow", "vqtoken_min_clusters": 2,
-            "vqtoken_max_clusters": 24}
+ADAPTIVE = {
+    "vqtoken_mode": "attention",
+    "vqtoken_selection_method": "elbow",
+    "vqtoken_min_clusters": 2,
+    "vqtoken_max_clusters": 24,
+}
 
 
 def two_video_prompt(processor) -> str:
@@ -132,13 +138,17 @@ def test_vqt_files_and_embeddings_give_the_tokens_of_transformers_generate(token
 
     with engine(folder, enable_mm_embeds=True, limit_mm_per_prompt={"image": 0, "video": 0}) as llm:
         from_files = llm.generate(
-            [{"prompt": prompt(processor), "multi_modal_data": {"video": video_input_from_vqt(path)}}
-             for path in paths],
+            [
+                {"prompt": prompt(processor), "multi_modal_data": {"video": video_input_from_vqt(path)}}
+                for path in paths
+            ],
             greedy(),
         )
         from_embeddings = llm.generate(
-            [{"prompt": prompt(processor), "multi_modal_data": {"video": [outputs.pooler_output[0]]}}
-             for outputs in encoded],
+            [
+                {"prompt": prompt(processor), "multi_modal_data": {"video": [outputs.pooler_output[0]]}}
+                for outputs in encoded
+            ],
             greedy(),
         )
         pair = llm.generate(

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import torch
 
+
 pytest.importorskip("vllm")
 openai = pytest.importorskip("openai")
 
 from video_fixtures import write_test_video  # noqa: E402
 from vllm_support import MAX_NEW_TOKENS, QUESTION, clip, lively_model, save_folder, transformers_answer  # noqa: E402
+
 
 pytestmark = pytest.mark.vllm
 
@@ -53,9 +55,21 @@ def served(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     command = [
-        str(Path(sys.executable).parent / "vllm"), "serve", folder, "--port", str(port),
-        "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--enable-mm-embeds",
-        "--limit-mm-per-prompt", json.dumps({"image": 0, "video": 1}), "--allowed-local-media-path", str(root),
+        str(Path(sys.executable).parent / "vllm"),
+        "serve",
+        folder,
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--enable-mm-embeds",
+        "--limit-mm-per-prompt",
+        json.dumps({"image": 0, "video": 1}),
+        "--allowed-local-media-path",
+        str(root),
     ]
     log = open(root / "server.log", "w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -72,8 +86,17 @@ def served(tmp_path_factory):
             assert time.monotonic() < deadline, "vllm serve did not start in time"
             time.sleep(2)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
-        yield {"client": client, "folder": folder, "model": model, "processor": processor, "vqt": vqt,
-               "foreign": foreign, "video": video, "broken": broken, "port": port}
+        yield {
+            "client": client,
+            "folder": folder,
+            "model": model,
+            "processor": processor,
+            "vqt": vqt,
+            "foreign": foreign,
+            "video": video,
+            "broken": broken,
+            "port": port,
+        }
     finally:
         server.terminate()
         server.wait(timeout=60)

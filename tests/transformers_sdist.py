@@ -122,4 +122,3 @@ def import_sdist_tests(module: str) -> types.ModuleType:
         for name, attributes in STAND_INS.items():
             sys.modules[f"{PACKAGE}.{name}"] = _stand_in(f"{PACKAGE}.{name}", **attributes)
     return importlib.import_module(f"{PACKAGE}.{module}")
-

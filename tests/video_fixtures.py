@@ -14,10 +14,9 @@ from typing import Sequence
 import av
 import numpy as np
 
+
 _LEVELS = (0, 64, 128, 192, 255)
-PALETTE = np.array(
-    [(r, g, b) for r in _LEVELS for g in _LEVELS for b in _LEVELS], dtype=np.uint8
-)  # [125, 3]
+PALETTE = np.array([(r, g, b) for r in _LEVELS for g in _LEVELS for b in _LEVELS], dtype=np.uint8)  # [125, 3]
 
 
 def encoder_available(codec: str) -> bool:

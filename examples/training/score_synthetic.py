@@ -31,8 +31,9 @@ def main():
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as folder:
-        jsonl = generate_synthetic_dataset(folder, args.clips, questions_per_clip=4, num_frames=16, size=64,
-                                           seed=args.seed, split="fresh")
+        jsonl = generate_synthetic_dataset(
+            folder, args.clips, questions_per_clip=4, num_frames=16, size=64, seed=args.seed, split="fresh"
+        )
         for model_dir in args.model_dirs:
             model = VQTokenLlavaOnevisionForConditionalGeneration.from_pretrained(model_dir).eval()
             processor = VQTokenLlavaOnevisionProcessor.from_pretrained(model_dir)

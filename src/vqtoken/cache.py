@@ -57,14 +57,6 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".gif", ".ts", ".flv", ".wmv")
 
 
-
-
-
-
-
-
-
-
 @dataclass
 class EncodeReport:
     """What [`encode_folder`] did: files written, outputs already valid and skipped, and failures `(source, error)`."""
@@ -83,12 +75,6 @@ class EncodeReport:
 # ---------------------------------------------------------------------------------------------------------------------
 # Fingerprints and settings
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def source_fingerprint(source) -> str:
@@ -116,17 +102,9 @@ def source_fingerprint(source) -> str:
     return "frames:" + digest.hexdigest()
 
 
-
-
-
-
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Writing and reading one file
 # ---------------------------------------------------------------------------------------------------------------------
-
-
 
 
 def save_cached_video(
@@ -158,9 +136,13 @@ def save_cached_video(
     settings = cache_settings(model)
     num_frames, tokens_per_frame = index_map.shape
     if codebook.ndim != 2 or codebook.shape[1] != model.config.text_config.hidden_size:
-        raise ValueError(f"`codebook` must be (K, {model.config.text_config.hidden_size}), got {tuple(codebook.shape)}.")
+        raise ValueError(
+            f"`codebook` must be (K, {model.config.text_config.hidden_size}), got {tuple(codebook.shape)}."
+        )
     if tokens_per_frame != model.config.vqtoken_tokens_per_frame:
-        raise ValueError(f"`index_map` must have {model.config.vqtoken_tokens_per_frame} columns, got {tokens_per_frame}.")
+        raise ValueError(
+            f"`index_map` must have {model.config.vqtoken_tokens_per_frame} columns, got {tokens_per_frame}."
+        )
     num_clusters = codebook.shape[0]
     codebook = codebook.detach().cpu().contiguous()
     index_dtype = torch.int16 if num_clusters <= torch.iinfo(torch.int16).max else torch.int32
@@ -196,22 +178,6 @@ def save_cached_video(
     data = safetensors_save({"codebook": codebook, "index_map": index_map, **(extra_tensors or {})}, metadata=metadata)
     write_atomically(path, lambda stream: stream.write(data))
     return path
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -353,7 +319,9 @@ def ask_cached(
     codebook), `preprocess` (tokenise the prompts), `prefill`, `generation`.
     """
     if len(paths) != len(questions):
-        raise ValueError(f"Got {len(paths)} cached videos but {len(questions)} questions: give one question per video.")
+        raise ValueError(
+            f"Got {len(paths)} cached videos but {len(questions)} questions: give one question per video."
+        )
     if not paths:
         raise ValueError("No cached video given.")
     start = time.perf_counter()

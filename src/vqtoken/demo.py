@@ -5,15 +5,15 @@ The default is a small VQToken model TRAINED on the synthetic clip set of `vqtok
 shape, direction of motion and count of sliding shapes) and shipped in the package (`assets/default-model/`, 2.7 MB of
 weights): 64 px frames in 8 px patches, 8 frames, a 2-layer SigLIP of width 64, a 2-layer Qwen2 of width 128,
 VQ-Attention over 15 clusters (16 visual tokens per video). On held-out clips it answers 88.8 % of the questions
-(colour 100 %, shape 99 %, direction 92 %, count 64 %; chance 25 %; BENCHMARKS.md, "Built-in default model (issue 6)"). It
-knows nothing about real videos. `examples/training/train_default_model.py` reproduces it.
+(colour 100 %, shape 99 %, direction 92 %, count 64 %; chance 25 %; BENCHMARKS.md, "Built-in default model
+(issue 6)"). It knows nothing about real videos. `examples/training/train_default_model.py` reproduces it.
 """
 
 import tempfile
 from pathlib import Path
 
-from .modeling.vqtoken_inference import VideoAnswer, ask_video
 from .loading import load_model_and_processor
+from .modeling.vqtoken_inference import VideoAnswer, ask_video
 
 
 DEMO_QUESTION = "what colour is the shape ?"
@@ -24,8 +24,11 @@ def demo_clip(num_frames: int = 16):
     """A red square sliding right, as in the synthetic training set (64 x 64 frames)."""
     from .synthetic import ClipSpec, render_clip
 
-    return render_clip(ClipSpec(colour="red", shape="square", direction="right", count=2, seed=7),
-                       num_frames=max(num_frames, 2), height=64)
+    return render_clip(
+        ClipSpec(colour="red", shape="square", direction="right", count=2, seed=7),
+        num_frames=max(num_frames, 2),
+        height=64,
+    )
 
 
 def run_demo(
@@ -67,7 +70,6 @@ def format_report(result: VideoAnswer, title: str) -> str:
         f"(clustered) -> {result.visual_tokens} (to the language model)",
         f"clusters (K):          {result.num_clusters}",
         f"answer:                {result.answer!r}",
-        "time per stage (s):    "
-        + ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in result.timings.items()),
+        "time per stage (s):    " + ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in result.timings.items()),
     ]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+
 CHUNK_BYTES = 1 << 20
 
 

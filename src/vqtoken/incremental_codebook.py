@@ -90,8 +90,15 @@ class CodebookSettings:
             )
         if self.micro_clusters == 0:
             object.__setattr__(self, "micro_clusters", 8 * self.max_clusters)
-        for name in ("tokens_per_frame", "hidden_size", "min_clusters", "max_clusters", "max_iterations",
-                     "micro_clusters", "chunk_clusters"):
+        for name in (
+            "tokens_per_frame",
+            "hidden_size",
+            "min_clusters",
+            "max_clusters",
+            "max_iterations",
+            "micro_clusters",
+            "chunk_clusters",
+        ):
             value = getattr(self, name)
             lowest = 0 if name == "chunk_clusters" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
@@ -296,8 +303,11 @@ def seed_groups(gram: torch.Tensor, counts: torch.Tensor, num_groups: int, gener
     min_sq_distance = torch.full_like(counts, float("inf"))
     for step in range(num_groups):
         cumulative = weights.cumsum(0)
-        index = int(torch.searchsorted(cumulative, draws[step : step + 1] * cumulative[-1], right=True).clamp(
-            max=counts.shape[0] - 1))
+        index = int(
+            torch.searchsorted(cumulative, draws[step : step + 1] * cumulative[-1], right=True).clamp(
+                max=counts.shape[0] - 1
+            )
+        )
         chosen.append(index)
         min_sq_distance = torch.minimum(min_sq_distance, sq_distances[index])
         weights = counts * min_sq_distance
@@ -382,8 +392,10 @@ def assign_in_blocks(
         labels (`torch.LongTensor` of shape `(num_tokens,)`, CPU), sums (`torch.DoubleTensor` of shape
         `(num_centres, dim)`, CPU), counts (`torch.DoubleTensor` of shape `(num_centres,)`, CPU).
     """
-    step = triton_assign_and_accumulate if resolve_backend(backend, tokens.device, centres.shape[0]) == "triton" else (
-        assign_and_accumulate_torch
+    step = (
+        triton_assign_and_accumulate
+        if resolve_backend(backend, tokens.device, centres.shape[0]) == "triton"
+        else (assign_and_accumulate_torch)
     )
     every_centre = torch.ones(1, centres.shape[0], dtype=torch.bool, device=tokens.device)
     labels = []
@@ -668,8 +680,10 @@ class IncrementalCodebook:
             and visible.shape[1] == settings.hidden_size
             and num_micro <= settings.micro_clusters
             and bool((counts > 0).all())
-            and (micro_index_map.numel() == 0
-                 or 0 <= int(micro_index_map.min()) <= int(micro_index_map.max()) < num_micro)
+            and (
+                micro_index_map.numel() == 0
+                or 0 <= int(micro_index_map.min()) <= int(micro_index_map.max()) < num_micro
+            )
             and (num_micro == 0 or 0 <= int(cluster_of_micro.min()) <= int(cluster_of_micro.max()) < visible.shape[0])
             and int(counts.sum()) == micro_index_map.numel()
         )

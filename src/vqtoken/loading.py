@@ -26,6 +26,8 @@ DEFAULT_MODEL_LABEL = "built-in default: a small model trained on synthetic clip
 class ModelLoadError(ValueError):
     """A model folder or Hub id that cannot be loaded (missing, unreadable or not a VQToken / OneVision model);
     the message names it and the problem."""
+
+
 STOCK_MODEL_TYPE = "llava_onevision"
 
 
@@ -144,8 +146,9 @@ def _read(name_or_path, what: str, load, file_errors=(OSError, ValueError)):
     except VQTokenSettingError:
         raise
     except SafetensorError as error:
-        raise ModelLoadError(f"cannot load {what} from {name_or_path}: a weights file is truncated or corrupt "
-                             f"({error})") from error
+        raise ModelLoadError(
+            f"cannot load {what} from {name_or_path}: a weights file is truncated or corrupt ({error})"
+        ) from error
     except file_errors as error:
         problem = " ".join(str(error).split()) or type(error).__name__
         raise ModelLoadError(f"cannot load {what} from {name_or_path}: {problem}") from error

@@ -7,8 +7,10 @@ import yaml
 UPSTREAM_CODE = "https://github.com/Hai-chao-Zhang/VQToken"
 UPSTREAM_WEIGHTS = "haichaozhang/VQ-Token-llava-ov-0.5b"
 UPSTREAM_BASE = "lmms-lab/llava-onevision-qwen2-0.5b-ov"
-PAPER = ("VQToken: Neural Discrete Token Representation Learning for Extreme Token Reduction in Video Large Language "
-         "Models (Haichao Zhang and Yun Fu)")
+PAPER = (
+    "VQToken: Neural Discrete Token Representation Learning for Extreme Token Reduction in Video Large Language "
+    "Models (Haichao Zhang and Yun Fu)"
+)
 WIDGET_VIDEO = "https://huggingface.co/datasets/raushan-testing-hf/videos-test/resolve/main/sample_demo_1.mp4"
 
 
@@ -46,14 +48,16 @@ def model_card(
         "library_name": "transformers",
         "base_model": [base_model or (source if is_hub_id else UPSTREAM_WEIGHTS)],
         "license": license,
-        "tags": tags or ["vqtoken", "llava-onevision", "video", "token-reduction", "vector-quantization",
-                         "custom_code"],
+        "tags": tags
+        or ["vqtoken", "llava-onevision", "video", "token-reduction", "vector-quantization", "custom_code"],
         "datasets": datasets or ["lmms-lab/NExTQA"],
-        "widget": [{
-            "src": WIDGET_VIDEO,
-            "text": "What is happening in this video?",
-            "example_title": "Describe a video",
-        }],
+        "widget": [
+            {
+                "src": WIDGET_VIDEO,
+                "text": "What is happening in this video?",
+                "example_title": "Describe a video",
+            }
+        ],
     }
     front_matter = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()
     text = config.text_config

@@ -40,8 +40,10 @@ class PushPlan:
     commit_url: str | None = None
 
     def summary(self) -> str:
-        lines = [f"{'upload to' if self.uploaded else 'dry run: would upload to'} {self.repo_id} "
-                 f"({'private' if self.private else 'public'}), commit {self.commit_message!r}:"]
+        lines = [
+            f"{'upload to' if self.uploaded else 'dry run: would upload to'} {self.repo_id} "
+            f"({'private' if self.private else 'public'}), commit {self.commit_message!r}:"
+        ]
         for name, size in sorted(self.files.items()):
             lines.append(f"  {name:<48} {size:>14,d}")
         lines.append(f"  {len(self.files)} files, {sum(self.files.values()):,} bytes")
@@ -72,15 +74,18 @@ def check_folder(folder: Path, reload: bool = True, block_modules=("vqtoken",)) 
     except ValueError as error:
         raise PublishError(f"{report_path} is not valid JSON: {error}") from error
     if report.get("verification", {}).get("status") != "passed":
-        raise PublishError(f"The conversion of {folder} was not verified (status "
-                           f"{report.get('verification', {}).get('status')!r}); convert it again with verification.")
+        raise PublishError(
+            f"The conversion of {folder} was not verified (status "
+            f"{report.get('verification', {}).get('status')!r}); convert it again with verification."
+        )
     recorded = report.get("files", {})
     actual = file_manifest(folder)
     changed = sorted(name for name in recorded if actual.get(name) != recorded[name])
     unlisted = sorted(set(actual) - set(recorded))
     if changed or unlisted:
-        raise PublishError(f"{folder} differs from its conversion report: changed or missing {changed}, "
-                           f"not listed {unlisted}.")
+        raise PublishError(
+            f"{folder} differs from its conversion report: changed or missing {changed}, not listed {unlisted}."
+        )
     if reload:
         try:
             verify_converted_folder(folder, block_modules=block_modules)
@@ -110,17 +115,27 @@ def push_to_hub(
     files = check_folder(folder, reload=reload, block_modules=block_modules)
     readme = folder / "README.md"
     if readme.is_file() and repo_id not in readme.read_text(errors="replace"):
-        logger.warning("The model card's examples do not mention %s (convert with --repo-id %s to fix them).",
-                       repo_id, repo_id)
-    plan = PushPlan(folder=folder, repo_id=repo_id, private=private,
-                    commit_message=commit_message or f"Upload VQToken checkpoint converted for Transformers ({folder.name})",
-                    files=files)
+        logger.warning(
+            "The model card's examples do not mention %s (convert with --repo-id %s to fix them).", repo_id, repo_id
+        )
+    plan = PushPlan(
+        folder=folder,
+        repo_id=repo_id,
+        private=private,
+        commit_message=commit_message or f"Upload VQToken checkpoint converted for Transformers ({folder.name})",
+        files=files,
+    )
     if not yes:
         return plan
     api = HfApi(token=token)
     api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                               commit_message=plan.commit_message, allow_patterns=sorted(files))
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message=plan.commit_message,
+        allow_patterns=sorted(files),
+    )
     plan.uploaded = True
     plan.commit_url = str(getattr(commit, "commit_url", commit))
     logger.info("Uploaded %d files to %s", len(files), repo_id)

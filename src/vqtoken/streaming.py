@@ -39,7 +39,14 @@ from .cache import (
 )
 from .files import hash_stream
 from .incremental_codebook import CodebookSettings, IncrementalCodebook
-from .modeling.video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, FrameWindows, read_windows, uniform_indices
+from .modeling.video_io import (
+    DEFAULT_NUM_FRAMES,
+    FRAME_LAYOUT,
+    DecodedVideo,
+    FrameWindows,
+    read_windows,
+    uniform_indices,
+)
 from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, stock_video_tokens, video_prompt
 
 
@@ -214,9 +221,9 @@ class VideoStream:
             the number of frames seen.
         """
         frames, times = self._checked_frames(frames, timestamps)
-        pixel_values = self.processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
-            "pixel_values_videos"
-        ]
+        pixel_values = self.processor.video_processor(
+            videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT
+        )["pixel_values_videos"]
         features = self.model.model.get_frame_features(pixel_values.to(self.model.device, self.model.dtype))
         self.codebook.fold(features[0])
         self.frame_size = (int(frames.shape[1]), int(frames.shape[2]))
@@ -259,8 +266,9 @@ class VideoStream:
         self._check_same_video(source, fps)
         # the bytes read now are a prefix of what the index pass reads next (a growing file only grows)
         prefix = _file_prefix_digest(source, None) if _is_file(source) else (None, None)
-        windows = read_windows(source, fps=fps, window=window,
-                               after_index=self.video.last_index if self.video is not None else -1)
+        windows = read_windows(
+            source, fps=fps, window=window, after_index=self.video.last_index if self.video is not None else -1
+        )
         if self.video is None:
             self.video = _VideoSource(_source_name(source), float(fps), -1)
         self.video.num_bytes, self.video.sha256 = prefix
@@ -281,9 +289,7 @@ class VideoStream:
             if self.video.fps != float(fps):
                 raise StreamError(f"The stream samples {self.video.name} at {self.video.fps} frames/s, not {fps}.")
             if self.video.name != name:
-                raise StreamError(
-                    f"The stream reads {self.video.name}: start a new stream for {name}."
-                )
+                raise StreamError(f"The stream reads {self.video.name}: start a new stream for {name}.")
             if self.video.num_bytes is not None and _file_prefix_digest(source, self.video.num_bytes)[1] != (
                 self.video.sha256
             ):
@@ -379,8 +385,9 @@ class VideoStream:
         validate_cached_video(cached, model, processor)
         try:
             budget = json.loads(metadata["stream_settings"])
-            stream = cls(model, processor, int(metadata["attention_frames"]), budget["micro_clusters"],
-                         budget["chunk_clusters"])
+            stream = cls(
+                model, processor, int(metadata["attention_frames"]), budget["micro_clusters"], budget["chunk_clusters"]
+            )
             tensors = {name: tensor for name, tensor in _read_tensors(path).items() if name.startswith("stream_")}
             if metadata.get("stream_tensors_sha256") != tensor_checksum(*(tensors[name] for name in sorted(tensors))):
                 raise CacheFormatError(f"{path}: the stream tensors do not match their checksum: the file is damaged.")

@@ -112,8 +112,10 @@ def render_clip(spec: ClipSpec, num_frames: int = 16, height: int = 64, width: i
     across, along_side = (height, width) if horizontal else (width, height)
     lane = across // MAX_OBJECTS
     if lane < 4:
-        raise ValueError(f"frames of {height}x{width} are too small: each of the {MAX_OBJECTS} lanes across the "
-                         f"motion needs at least 4 pixels")
+        raise ValueError(
+            f"frames of {height}x{width} are too small: each of the {MAX_OBJECTS} lanes across the "
+            f"motion needs at least 4 pixels"
+        )
     rng = np.random.default_rng(spec.seed)
     side = min(int(rng.integers(max(3, lane * 5 // 8), max(4, lane * 7 // 8) + 1)), along_side)
     mask = shape_mask(spec.shape, side)
@@ -162,9 +164,7 @@ def _pick_codec(codec: str | None) -> tuple[str, str]:
     for name, pix_fmt in _DEFAULT_CODECS:
         if _encoder_available(name):
             return name, pix_fmt
-    raise RuntimeError(
-        f"none of the encoders {[name for name, _ in _DEFAULT_CODECS]} is available in this PyAV build"
-    )
+    raise RuntimeError(f"none of the encoders {[name for name, _ in _DEFAULT_CODECS]} is available in this PyAV build")
 
 
 def write_clip(
@@ -192,8 +192,7 @@ def write_clip(
     array = np.asarray(frames)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1:
         raise ValueError(
-            f"frames must be a non-empty uint8 array [T, H, W, 3], got dtype {array.dtype} "
-            f"and shape {array.shape}"
+            f"frames must be a non-empty uint8 array [T, H, W, 3], got dtype {array.dtype} and shape {array.shape}"
         )
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -205,7 +204,11 @@ def write_clip(
     if pix_fmt.endswith("420p") and (pad_h or pad_w):
         logger.info(
             "write_clip: padding %dx%d frames to even size %dx%d for %s",
-            array.shape[2], array.shape[1], array.shape[2] + pad_w, array.shape[1] + pad_h, pix_fmt,
+            array.shape[2],
+            array.shape[1],
+            array.shape[2] + pad_w,
+            array.shape[1] + pad_h,
+            pix_fmt,
         )
         array = np.pad(array, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 

@@ -94,7 +94,7 @@ def layout(num_frames: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
 
 
 def overlay_frame(frame: np.ndarray, index_map: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """One frame resized to `PANEL` pixels, with every patch blended with its cluster's colour, `uint8 (PANEL, PANEL, 3)`."""
+    """One frame resized to `PANEL` pixels, each patch blended with its cluster's colour: `uint8 (PANEL, PANEL, 3)`."""
     grid = index_map.shape[0]
     picture = np.asarray(Image.fromarray(frame).resize((PANEL, PANEL), Image.BILINEAR), dtype=np.float32)
     cells = (np.arange(PANEL) * grid) // PANEL  # the patch of every pixel row / column
@@ -111,7 +111,9 @@ def draw_clusters(clusters: ClusterMap, title: str = "") -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     for index, (left, top) in enumerate(corners):
-        image.paste(Image.fromarray(overlay_frame(clusters.frames[index], clusters.index_map[index], colors)), (left, top))
+        image.paste(
+            Image.fromarray(overlay_frame(clusters.frames[index], clusters.index_map[index], colors)), (left, top)
+        )
         draw.text((left, top - LABEL + 3), f"frame {index}", fill=(0, 0, 0), font=font)
 
     sizes = clusters.cluster_sizes

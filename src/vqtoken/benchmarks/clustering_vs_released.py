@@ -34,21 +34,26 @@ from ..modeling.vqtoken_kmeans import choose_num_clusters_elbow, quantize_video_
 METHODS = ("fixed", "elbow", "elbow_corrected", "silhouette")
 
 
-def video_like_tokens(num_frames: int, tokens_per_frame: int, dim: int, num_directions: int, seed: int) -> torch.Tensor:
+def video_like_tokens(
+    num_frames: int, tokens_per_frame: int, dim: int, num_directions: int, seed: int
+) -> torch.Tensor:
     """Tokens `(num_frames * tokens_per_frame, dim)`: each position keeps its direction across frames, plus noise."""
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(num_directions, dim, generator=generator)
     layout = torch.randint(0, num_directions, (tokens_per_frame,), generator=generator)
     frames = []
     for _ in range(num_frames):
-        moved = torch.where(torch.rand(tokens_per_frame, generator=generator) < 0.1,
-                            torch.randint(0, num_directions, (tokens_per_frame,), generator=generator), layout)
+        moved = torch.where(
+            torch.rand(tokens_per_frame, generator=generator) < 0.1,
+            torch.randint(0, num_directions, (tokens_per_frame,), generator=generator),
+            layout,
+        )
         frames.append(directions[moved] + 0.8 * torch.randn(tokens_per_frame, dim, generator=generator))
     return 3.0 * torch.cat(frames)
 
 
 def released_fit(tokens: torch.Tensor, num_clusters: int, max_iterations: int = 100, tolerance: float = 1e-4):
-    """One released-style fit: k-means++ (unseeded in the release; seeded here for repeatability), Python-loop update."""
+    """One released-style fit: k-means++ (unseeded as released, seeded here to repeat runs), Python-loop update."""
     num_tokens = tokens.shape[0]
     first = int(torch.randint(0, num_tokens, (1,)))
     centroids = [tokens[first]]
@@ -94,6 +99,7 @@ def time_selection(tokens: torch.Tensor, method: str, backend: str, repeats: int
     Times `quantize_video_tokens` on one video (`tokens` of shape `(num_tokens, dim)`) as a whole: `repeats` calls,
     each ended by a device synchronisation; on CUDA after one untimed call (kernel compilation, library set-up).
     """
+
     def call():
         result = quantize_video_tokens(tokens[None], selection_method=method, backend=backend)
         if tokens.device.type == "cuda":
@@ -106,14 +112,22 @@ def time_selection(tokens: torch.Tensor, method: str, backend: str, repeats: int
     for _ in range(repeats):
         seconds, result = time_call(call)
         times.append(seconds)
-    return {"path": f"ours, {method}", "backend": backend, "seconds": min(times),
-            "median_seconds": statistics.median(times), "k": int(result.num_clusters[0])}
+    return {
+        "path": f"ours, {method}",
+        "backend": backend,
+        "seconds": min(times),
+        "median_seconds": statistics.median(times),
+        "k": int(result.num_clusters[0]),
+    }
 
 
 def to_markdown(header: str, rows: list[dict]) -> str:
     lines = [header, "", "| path | backend | best ms | median ms | K |", "| --- | --- | ---: | ---: | ---: |"]
-    lines += [f"| {row['path']} | {row['backend']} | {row['seconds'] * 1e3:.3f} | {row['median_seconds'] * 1e3:.3f} "
-              f"| {row['k']} |" for row in rows]
+    lines += [
+        f"| {row['path']} | {row['backend']} | {row['seconds'] * 1e3:.3f} | {row['median_seconds'] * 1e3:.3f} "
+        f"| {row['k']} |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +141,12 @@ def main(argv=None):
     parser.add_argument("--random", action="store_true", help="structureless Gaussian tokens")
     parser.add_argument("--skip-released", action="store_true")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="dtype of the tokens handed to the clustering (the model's; it computes in fp32)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="dtype of the tokens handed to the clustering (the model's; it computes in fp32)",
+    )
     parser.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "triton"))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out-json", type=Path, help="the rows and the set-up as JSON (rewritten after every row)")
@@ -142,13 +160,23 @@ def main(argv=None):
     else:
         tokens = video_like_tokens(args.frames, args.tokens_per_frame, args.dim, num_directions=40, seed=0)
     tokens = tokens.to(args.device, getattr(torch, args.dtype))
-    device_name = torch.cuda.get_device_name(tokens.device) if tokens.device.type == "cuda" else (
-        platform.processor() or platform.machine())
-    header = (f"tokens: {tuple(tokens.shape)} {args.dtype}, {'random' if args.random else 'video-like'}, on "
-              f"{device_name}; torch threads: {args.threads}; torch {torch.__version__}; "
-              f"{datetime.date.today().isoformat()}")
-    setup = {"num_tokens": tokens.shape[0], "dim": tokens.shape[1], "dtype": args.dtype, "device": device_name,
-             "random": args.random}
+    device_name = (
+        torch.cuda.get_device_name(tokens.device)
+        if tokens.device.type == "cuda"
+        else (platform.processor() or platform.machine())
+    )
+    header = (
+        f"tokens: {tuple(tokens.shape)} {args.dtype}, {'random' if args.random else 'video-like'}, on "
+        f"{device_name}; torch threads: {args.threads}; torch {torch.__version__}; "
+        f"{datetime.date.today().isoformat()}"
+    )
+    setup = {
+        "num_tokens": tokens.shape[0],
+        "dim": tokens.shape[1],
+        "dtype": args.dtype,
+        "device": device_name,
+        "random": args.random,
+    }
     rows = []
 
     def record(row):
@@ -162,8 +190,15 @@ def main(argv=None):
             record(time_selection(tokens, method, backend, args.repeats))
     if not args.skip_released:
         seconds, (chosen, _) = time_call(released_adaptive, tokens.float())
-        record({"path": "released procedure, elbow (21 fits + refit)", "backend": "torch", "seconds": seconds,
-                "median_seconds": seconds, "k": chosen})
+        record(
+            {
+                "path": "released procedure, elbow (21 fits + refit)",
+                "backend": "torch",
+                "seconds": seconds,
+                "median_seconds": seconds,
+                "k": chosen,
+            }
+        )
 
     table = to_markdown(header, rows)
     print(table)

@@ -62,8 +62,13 @@ QUESTION = "describe what happens in this video : who moves , which way , and wh
 NEW_TOKENS = 16
 # `--size tiny`: the 0.5B configuration with 2 narrow layers per tower (same image size, patches and vocabulary)
 TINY_VISION = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
-TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2}
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 
 def onevision_config(variant: str, tokenizer, size: str = "0.5b"):
@@ -74,24 +79,46 @@ def onevision_config(variant: str, tokenizer, size: str = "0.5b"):
     from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 
     vision = {
-        "model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26,
-        "num_attention_heads": 16, "image_size": 384, "patch_size": 14, "vision_use_head": False,
+        "model_type": "siglip_vision_model",
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 16,
+        "image_size": 384,
+        "patch_size": 14,
+        "vision_use_head": False,
     }
     text = {
-        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
-        "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-        "rope_theta": 1e6, "tie_word_embeddings": True, "pad_token_id": 151643, "eos_token_id": 151645,
+        "model_type": "qwen2",
+        "vocab_size": 151936,
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1e6,
+        "tie_word_embeddings": True,
+        "pad_token_id": 151643,
+        "eos_token_id": 151645,
     }
     if size == "tiny":
         vision.update(TINY_VISION)
         text.update(TINY_TEXT)
     return VQTokenLlavaOnevisionConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.image_token_id,
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.image_token_id,
         video_token_index=tokenizer.video_token_id,
-        vision_feature_layer=-1, vision_feature_select_strategy="full", tie_word_embeddings=True,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        tie_word_embeddings=True,
         vqtoken_mode="off" if variant == "stock" else "attention",
-        vqtoken_selection_method="elbow", vqtoken_min_clusters=12, vqtoken_max_clusters=32,
-        vqtoken_spatial_pool=variant == "vqtoken-pool", vqtoken_kmeans_backend="auto",
+        vqtoken_selection_method="elbow",
+        vqtoken_min_clusters=12,
+        vqtoken_max_clusters=32,
+        vqtoken_spatial_pool=variant == "vqtoken-pool",
+        vqtoken_kmeans_backend="auto",
     )
 
 
@@ -162,8 +189,9 @@ def measure_request(model, processor, variant: str, frames: int, clip: Path, cac
     if variant == "cached":
         with timer.stage("load"):
             cached = load_cached_video(cache_file, model, num_frames=frames)
-        [answer] = answer_prompts_from_codebooks(model, processor, [prompt], [cached.codebook], [cached.index_map],
-                                                 timings=timer.timings, **settings)
+        [answer] = answer_prompts_from_codebooks(
+            model, processor, [prompt], [cached.codebook], [cached.index_map], timings=timer.timings, **settings
+        )
         result["cache_file_bytes"] = cache_file.stat().st_size
     else:
         with timer.stage("decode"):
@@ -189,8 +217,16 @@ def measure_request(model, processor, variant: str, frames: int, clip: Path, cac
     return result
 
 
-def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: torch.dtype, device: str,
-                size: str = "0.5b", warm_up: bool = False) -> dict:
+def run_variant(
+    variant: str,
+    frames: int,
+    clip: Path,
+    cache_file: Path,
+    dtype: torch.dtype,
+    device: str,
+    size: str = "0.5b",
+    warm_up: bool = False,
+) -> dict:
     """
     Runs one variant and returns its measurements (called in a fresh subprocess). `warm_up` runs the whole request
     once before the timed one.
@@ -207,9 +243,16 @@ def run_variant(variant: str, frames: int, clip: Path, cache_file: Path, dtype: 
         measure_request(model, processor, variant, frames, clip, cache_file)
     baseline = _maxrss_bytes()
     measurements = measure_request(model, processor, variant, frames, clip, cache_file)
-    result = {"variant": variant, "frames": frames, "build_s": build_seconds, "warmed_up": warm_up,
-              "attn_implementation": model.config._attn_implementation, **measurements,
-              "peak_rss_bytes": _maxrss_bytes(), "peak_rss_over_model_bytes": _maxrss_bytes() - baseline}
+    result = {
+        "variant": variant,
+        "frames": frames,
+        "build_s": build_seconds,
+        "warmed_up": warm_up,
+        "attn_implementation": model.config._attn_implementation,
+        **measurements,
+        "peak_rss_bytes": _maxrss_bytes(),
+        "peak_rss_over_model_bytes": _maxrss_bytes() - baseline,
+    }
     if variant == "vqtoken":  # the cache the `cached` variant asks from (not timed as part of this variant)
         start = time.perf_counter()
         encode_to_vqt(model, processor, [read_frames(clip, frames)], [cache_file], num_frames=frames)
@@ -271,8 +314,10 @@ def _mb(value: float) -> str:
 
 
 def format_table(results: list[dict]) -> str:
-    header = ("| frames | variant | video tokens | K | " + " | ".join(STAGES) + " | **TTFT s** | decode tok/s | "
-              "peak RSS GB (over model) | KV MB / video | KV MB prompt | vs stock TTFT | vs stock KV / video |")
+    header = (
+        "| frames | variant | video tokens | K | " + " | ".join(STAGES) + " | **TTFT s** | decode tok/s | "
+        "peak RSS GB (over model) | KV MB / video | KV MB prompt | vs stock TTFT | vs stock KV / video |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     stock = {r["frames"]: r for r in results if r["variant"] == "stock"}
     for r in results:
@@ -281,12 +326,18 @@ def format_table(results: list[dict]) -> str:
         speedup = f"{base['ttft_s'] / r['ttft_s']:.1f}x" if base else "-"
         kv_ratio = f"{base['kv_bytes_video'] / r['kv_bytes_video']:.0f}x smaller" if base else "-"
         cells = [
-            str(r["frames"]), VARIANT_LABELS[r["variant"]], str(r["video_tokens"]), str(r.get("num_clusters", "-")),
+            str(r["frames"]),
+            VARIANT_LABELS[r["variant"]],
+            str(r["video_tokens"]),
+            str(r.get("num_clusters", "-")),
             *[f"{t[s]:.2f}" if s in t else "-" for s in STAGES],
-            f"**{r['ttft_s']:.2f}**", f"{r['decode_tokens_per_s']:.1f}",
+            f"**{r['ttft_s']:.2f}**",
+            f"{r['decode_tokens_per_s']:.1f}",
             f"{r['peak_rss_bytes'] / 1e9:.2f} (+{r['peak_rss_over_model_bytes'] / 1e9:.2f})",
-            _mb(r["kv_bytes_video"]), _mb(r["kv_bytes_prompt"]),
-            "1.0x" if r["variant"] == "stock" else speedup, "1x" if r["variant"] == "stock" else kv_ratio,
+            _mb(r["kv_bytes_video"]),
+            _mb(r["kv_bytes_prompt"]),
+            "1.0x" if r["variant"] == "stock" else speedup,
+            "1x" if r["variant"] == "stock" else kv_ratio,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -308,7 +359,12 @@ def plot(results: list[dict], path: Path):
             left = 0.0
             for stage in STAGES:
                 seconds = r["timings"].get(stage, 0.0)
-                axis.barh(index, seconds, left=left, color=colours[stage], )
+                axis.barh(
+                    index,
+                    seconds,
+                    left=left,
+                    color=colours[stage],
+                )
                 left += seconds
             axis.text(left, index, f" {r['ttft_s']:.2f} s", va="center", fontsize=8)
         axis.set_yticks(range(len(rows)), labels, fontsize=8)
@@ -318,7 +374,9 @@ def plot(results: list[dict], path: Path):
         axis.set_xlim(0, max(r["ttft_s"] for r in rows) * 1.25)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[stage]) for stage in STAGES]
     figure.legend(handles, STAGES, loc="lower center", ncol=len(STAGES), fontsize=8)
-    figure.suptitle("LLaVA-OneVision-0.5B architecture, random weights: time per stage up to the first token", fontsize=10)
+    figure.suptitle(
+        "LLaVA-OneVision-0.5B architecture, random weights: time per stage up to the first token", fontsize=10
+    )
     figure.tight_layout(rect=(0, 0.08, 1, 0.95))
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -332,13 +390,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clip-frames", type=int, default=64, help="frames of the synthetic source clip")
-    parser.add_argument("--size", choices=("0.5b", "tiny"), default="0.5b",
-                        help="tiny: 2 narrow layers per tower, to check that the benchmark runs (no timing value)")
+    parser.add_argument(
+        "--size",
+        choices=("0.5b", "tiny"),
+        default="0.5b",
+        help="tiny: 2 narrow layers per tower, to check that the benchmark runs (no timing value)",
+    )
     parser.add_argument("--out-json", type=Path, default=None)
     parser.add_argument("--out-md", type=Path, default=None)
     parser.add_argument("--out-png", type=Path, default=None)
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="keep the clip and the .vqt files here (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep the clip and the .vqt files here (default: a temporary folder)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-file", type=Path, help=argparse.SUPPRESS)
@@ -352,8 +418,11 @@ def main(argv=None) -> int:
         [variant] = args.variants
         [frames] = args.frames
         warm_up = args.device.startswith("cuda")
-        print(json.dumps(run_variant(variant, frames, args.clip, args.cache_file, dtype, args.device, args.size,
-                                     warm_up)))
+        print(
+            json.dumps(
+                run_variant(variant, frames, args.clip, args.cache_file, dtype, args.device, args.size, warm_up)
+            )
+        )
         return 0
 
     results, failed = [], []
@@ -366,9 +435,26 @@ def main(argv=None) -> int:
         for frames in args.frames:
             cache_file = Path(folder) / f"clip-{frames}.vqt"
             for variant in args.variants:
-                command = [sys.executable, "-m", "vqtoken.benchmarks.end_to_end", "--worker", "--variants", variant,
-                           "--frames", str(frames), "--clip", str(clip), "--cache-file", str(cache_file),
-                           "--dtype", dtype_name, "--device", args.device, "--size", args.size]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "vqtoken.benchmarks.end_to_end",
+                    "--worker",
+                    "--variants",
+                    variant,
+                    "--frames",
+                    str(frames),
+                    "--clip",
+                    str(clip),
+                    "--cache-file",
+                    str(cache_file),
+                    "--dtype",
+                    dtype_name,
+                    "--device",
+                    args.device,
+                    "--size",
+                    args.size,
+                ]
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 print(f"[{datetime.datetime.now():%H:%M:%S}] {variant} {frames} frames (load {_load()})", flush=True)
@@ -387,12 +473,17 @@ def main(argv=None) -> int:
                     write_atomically(args.out_json, lambda stream: stream.write(data))
     import transformers
 
-    source = ("mp4 decoded with PyAV" if clip.suffix == ".mp4"
-              else "frame array (.npy; no PyAV here: 'decode' = reading it and sampling the frames)")
-    header = (f"Machine: {_machine()}; torch {torch.__version__}, transformers {transformers.__version__}, "
-              f"{dtype_name}, device {args.device}, {args.size} architecture; source clip: {source}; started "
-              f"{started:%Y-%m-%d %H:%M}; load average (1/5/15 min) before and after each variant: "
-              f"{'; '.join(loads)}.")
+    source = (
+        "mp4 decoded with PyAV"
+        if clip.suffix == ".mp4"
+        else "frame array (.npy; no PyAV here: 'decode' = reading it and sampling the frames)"
+    )
+    header = (
+        f"Machine: {_machine()}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{dtype_name}, device {args.device}, {args.size} architecture; source clip: {source}; started "
+        f"{started:%Y-%m-%d %H:%M}; load average (1/5/15 min) before and after each variant: "
+        f"{'; '.join(loads)}."
+    )
     if failed:
         header += " FAILED (no row): " + ", ".join(failed) + "."
     table = header + "\n\n" + format_table(results)

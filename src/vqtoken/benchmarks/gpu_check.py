@@ -45,8 +45,21 @@ from vqtoken.files import write_atomically
 
 SUMMARY_SECONDS = 10  # kept free at the end for the last summary
 TERMINATE_GRACE_SECONDS = 10
-PACKAGES = ("torch", "triton", "transformers", "accelerate", "safetensors", "tokenizers", "huggingface-hub", "numpy",
-            "flash-kmeans", "fast-pytorch-kmeans", "av", "datasets", "vqtoken")
+PACKAGES = (
+    "torch",
+    "triton",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "tokenizers",
+    "huggingface-hub",
+    "numpy",
+    "flash-kmeans",
+    "fast-pytorch-kmeans",
+    "av",
+    "datasets",
+    "vqtoken",
+)
 HIDDEN_IN_DRY_RUN = ("av", "datasets")  # missing on the GPU machine: a dry run hides them from its stages
 TARGET_SHAPE = {"num_tokens": 23328, "dim": 896, "num_clusters": 32, "batch": 1}  # 32 frames x 729 tokens
 
@@ -66,23 +79,82 @@ def build_stages(work: Path, dry_run: bool) -> list[Stage]:
     python = sys.executable
     pytest_xml = work / "pytest.xml"
     pytest = Stage(
-        "pytest-gpu", "pytest -m gpu (CUDA tests of the Triton kernel)", 100,
-        [python, "-m", "pytest", "-m", "gpu", "-q", "-rA", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-         f"--junitxml={pytest_xml}", "tests"],
+        "pytest-gpu",
+        "pytest -m gpu (CUDA tests of the Triton kernel)",
+        100,
+        [
+            python,
+            "-m",
+            "pytest",
+            "-m",
+            "gpu",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            f"--junitxml={pytest_xml}",
+            "tests",
+        ],
         pytest_xml,
     )
-    adaptive = [python, "-m", "vqtoken.benchmarks.clustering_vs_released", "--backends", "triton", "torch",
-                "--skip-released", "--out-json", str(work / "adaptive.json")]
+    adaptive = [
+        python,
+        "-m",
+        "vqtoken.benchmarks.clustering_vs_released",
+        "--backends",
+        "triton",
+        "torch",
+        "--skip-released",
+        "--out-json",
+        str(work / "adaptive.json"),
+    ]
     kmeans = [python, "-m", "vqtoken.benchmarks.kmeans_benchmark"]
-    end_to_end = [python, "-m", "vqtoken.benchmarks.end_to_end", "--variants", "stock", "vqtoken", "cached",
-                  "--dtype", "bfloat16", "--out-json", str(work / "end_to_end.json")]
+    end_to_end = [
+        python,
+        "-m",
+        "vqtoken.benchmarks.end_to_end",
+        "--variants",
+        "stock",
+        "vqtoken",
+        "cached",
+        "--dtype",
+        "bfloat16",
+        "--out-json",
+        str(work / "end_to_end.json"),
+    ]
     if dry_run:
         interpret = {"TRITON_INTERPRET": "1"}
-        adaptive += ["--device", "cpu", "--dtype", "bfloat16", "--frames", "2", "--tokens-per-frame", "100", "--dim",
-                     "64", "--repeats", "1", "--threads", "1"]
+        adaptive += [
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--frames",
+            "2",
+            "--tokens-per-frame",
+            "100",
+            "--dim",
+            "64",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+        ]
         kmeans += ["--device", "cpu", "--tiny", "--iterations", "2", "--repeats", "1"]
-        end_to_end += ["--device", "cpu", "--size", "tiny", "--frames", "4", "8", "--clip-frames", "16",
-                       "--threads", "1"]
+        end_to_end += [
+            "--device",
+            "cpu",
+            "--size",
+            "tiny",
+            "--frames",
+            "4",
+            "8",
+            "--clip-frames",
+            "16",
+            "--threads",
+            "1",
+        ]
         fp32_extra = []
     else:
         interpret = {}
@@ -92,16 +164,37 @@ def build_stages(work: Path, dry_run: bool) -> list[Stage]:
         fp32_extra = ["--iterations", "10", "--repeats", "3"]  # the last and least important stage: kept short
     return [
         pytest,
-        Stage("adaptive", "Adaptive selection (K 12-32) of one 32-frame video, as a whole", 50, adaptive,
-              work / "adaptive.json", interpret),
-        Stage("kmeans-bf16", "K-means step, bf16 tokens", 110,
-              kmeans + ["--dtype", "bfloat16", "--out-json", str(work / "kmeans_bf16.json")],
-              work / "kmeans_bf16.json", interpret),
-        Stage("end-to-end", "End to end: stock OneVision vs VQToken fresh vs from .vqt", 150, end_to_end,
-              work / "end_to_end.json"),
-        Stage("kmeans-fp32", "K-means step, fp32 tokens", 90,
-              kmeans + ["--dtype", "float32", "--out-json", str(work / "kmeans_fp32.json")] + fp32_extra,
-              work / "kmeans_fp32.json", interpret),
+        Stage(
+            "adaptive",
+            "Adaptive selection (K 12-32) of one 32-frame video, as a whole",
+            50,
+            adaptive,
+            work / "adaptive.json",
+            interpret,
+        ),
+        Stage(
+            "kmeans-bf16",
+            "K-means step, bf16 tokens",
+            110,
+            kmeans + ["--dtype", "bfloat16", "--out-json", str(work / "kmeans_bf16.json")],
+            work / "kmeans_bf16.json",
+            interpret,
+        ),
+        Stage(
+            "end-to-end",
+            "End to end: stock OneVision vs VQToken fresh vs from .vqt",
+            150,
+            end_to_end,
+            work / "end_to_end.json",
+        ),
+        Stage(
+            "kmeans-fp32",
+            "K-means step, fp32 tokens",
+            90,
+            kmeans + ["--dtype", "float32", "--out-json", str(work / "kmeans_fp32.json")] + fp32_extra,
+            work / "kmeans_fp32.json",
+            interpret,
+        ),
     ]
 
 
@@ -115,8 +208,9 @@ def run_stage(stage: Stage, timeout_s: float, log, base_env: dict) -> dict:
     log.write(f"\n===== {stage.name}: {' '.join(stage.command)} (time limit {timeout_s:.0f} s)\n")
     log.flush()
     started = time.monotonic()
-    process = subprocess.Popen(stage.command, stdout=log, stderr=subprocess.STDOUT, env={**base_env, **stage.env},
-                               start_new_session=True)
+    process = subprocess.Popen(
+        stage.command, stdout=log, stderr=subprocess.STDOUT, env={**base_env, **stage.env}, start_new_session=True
+    )
     try:
         returncode = process.wait(timeout=timeout_s)
         status = "ok" if returncode == 0 else "failed"
@@ -127,8 +221,15 @@ def run_stage(stage: Stage, timeout_s: float, log, base_env: dict) -> dict:
     ending = "ran out of time" if returncode is None else f"exit code {returncode}"
     log.write(f"===== {stage.name}: ended after {seconds:.1f} s ({ending})\n")
     log.flush()
-    return {"name": stage.name, "title": stage.title, "status": status, "returncode": returncode,
-            "seconds": round(seconds, 1), "time_limit_s": round(timeout_s), "command": stage.command}
+    return {
+        "name": stage.name,
+        "title": stage.title,
+        "status": status,
+        "returncode": returncode,
+        "seconds": round(seconds, 1),
+        "time_limit_s": round(timeout_s),
+        "command": stage.command,
+    }
 
 
 def _end_group(process):
@@ -170,8 +271,14 @@ def parse_junit(path: Path) -> dict:
         if outcome == "error" and "collection failure" in message:
             collection_errors.append({"module": case.get("name"), "reason": _first_error_line(case)})
             continue
-        tests.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
-                      "seconds": float(case.get("time") or 0.0), "message": message[:300]})
+        tests.append(
+            {
+                "test": f"{case.get('classname')}::{case.get('name')}",
+                "outcome": outcome,
+                "seconds": float(case.get("time") or 0.0),
+                "message": message[:300],
+            }
+        )
     return {"tests": tests, "collection_errors": collection_errors}
 
 
@@ -222,8 +329,12 @@ def _cpu_name() -> str:
 def _nvidia_smi():
     fields = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw"
     try:
-        done = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20)
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = done.stdout.strip().splitlines()
@@ -265,29 +376,46 @@ def _target(name: str, goal: str, value: str, met):
 def targets(results: dict) -> list[dict]:
     """The issue's targets, each with what was measured and whether it was met (None: not measured)."""
     found = []
-    shape = [row for row in _kmeans_rows(results, "kmeans-bf16") if row["method"] == "ours-triton"
-             and all(row[key] == value for key, value in TARGET_SHAPE.items())]
+    shape = [
+        row
+        for row in _kmeans_rows(results, "kmeans-bf16")
+        if row["method"] == "ours-triton" and all(row[key] == value for key, value in TARGET_SHAPE.items())
+    ]
     if shape:
         row = shape[0]
-        found.append(_target("memory floor, 23,328 x 896 bf16, K = 32", "<= 2x the floor per iteration",
-                             f"kernel {row['kernel_x_floor']:.2f}x ({row['kernel_us']:.1f} us), Lloyd iteration "
-                             f"{row['x_floor']:.2f}x ({row['step_ms'] * 1e3:.1f} us), floor {row['floor_us']:.1f} us",
-                             row["kernel_x_floor"] <= 2.0 and row["x_floor"] <= 2.0))
+        found.append(
+            _target(
+                "memory floor, 23,328 x 896 bf16, K = 32",
+                "<= 2x the floor per iteration",
+                f"kernel {row['kernel_x_floor']:.2f}x ({row['kernel_us']:.1f} us), Lloyd iteration "
+                f"{row['x_floor']:.2f}x ({row['step_ms'] * 1e3:.1f} us), floor {row['floor_us']:.1f} us",
+                row["kernel_x_floor"] <= 2.0 and row["x_floor"] <= 2.0,
+            )
+        )
     else:
-        found.append(_target("memory floor, 23,328 x 896 bf16, K = 32", "<= 2x the floor per iteration",
-                             "not measured", None))
+        found.append(
+            _target("memory floor, 23,328 x 896 bf16, K = 32", "<= 2x the floor per iteration", "not measured", None)
+        )
 
     adaptive = _stage_result(results, "adaptive") or {}
     real_size = {key: adaptive.get("setup", {}).get(key) for key in ("num_tokens", "dim")} == {
-        key: TARGET_SHAPE[key] for key in ("num_tokens", "dim")}
-    elbow = [row for row in adaptive.get("rows", []) if row["path"] == "ours, elbow" and row["backend"] == "triton"
-             and real_size]
-    found.append(_target(
-        "adaptive selection of a 32-frame video", "< 1 ms as a whole",
-        f"{elbow[0]['median_seconds'] * 1e3:.3f} ms median (elbow, Triton, K = {elbow[0]['k']})" if elbow
-        else "not measured",
-        elbow[0]["median_seconds"] < 1e-3 if elbow else None,
-    ))
+        key: TARGET_SHAPE[key] for key in ("num_tokens", "dim")
+    }
+    elbow = [
+        row
+        for row in adaptive.get("rows", [])
+        if row["path"] == "ours, elbow" and row["backend"] == "triton" and real_size
+    ]
+    found.append(
+        _target(
+            "adaptive selection of a 32-frame video",
+            "< 1 ms as a whole",
+            f"{elbow[0]['median_seconds'] * 1e3:.3f} ms median (elbow, Triton, K = {elbow[0]['k']})"
+            if elbow
+            else "not measured",
+            elbow[0]["median_seconds"] < 1e-3 if elbow else None,
+        )
+    )
 
     for name in ("kmeans-bf16", "kmeans-fp32"):
         rows = _kmeans_rows(results, name)
@@ -296,30 +424,56 @@ def targets(results: dict) -> list[dict]:
             key = (row["num_tokens"], row["dim"], row["num_clusters"], row["batch"])
             by_shape.setdefault(key, {})[row["method"]] = row
         pairs = {key: methods for key, methods in by_shape.items() if {"ours-triton", "flash-kmeans"} <= set(methods)}
-        losses = [f"N={n} D={d} K={k} B={b}" for (n, d, k, b), methods in pairs.items()
-                  if methods["ours-triton"]["step_ms"] >= methods["flash-kmeans"]["step_ms"]]
-        kernel_losses = [f"N={n} D={d} K={k} B={b}" for (n, d, k, b), methods in pairs.items()
-                         if methods["ours-triton"]["kernel_us"] >= methods["flash-kmeans"]["kernel_us"]]
-        value = (f"Lloyd iteration faster on {len(pairs) - len(losses)} of {len(pairs)} shapes, kernel on "
-                 f"{len(pairs) - len(kernel_losses)} of {len(pairs)}"
-                 + (f"; slower: {', '.join(losses)}" if losses else "")) if pairs else "not measured"
-        found.append(_target(f"faster than flash-kmeans ({name.split('-')[1]})", "on every shape", value,
-                             not losses if pairs else None))
+        losses = [
+            f"N={n} D={d} K={k} B={b}"
+            for (n, d, k, b), methods in pairs.items()
+            if methods["ours-triton"]["step_ms"] >= methods["flash-kmeans"]["step_ms"]
+        ]
+        kernel_losses = [
+            f"N={n} D={d} K={k} B={b}"
+            for (n, d, k, b), methods in pairs.items()
+            if methods["ours-triton"]["kernel_us"] >= methods["flash-kmeans"]["kernel_us"]
+        ]
+        value = (
+            (
+                f"Lloyd iteration faster on {len(pairs) - len(losses)} of {len(pairs)} shapes, kernel on "
+                f"{len(pairs) - len(kernel_losses)} of {len(pairs)}"
+                + (f"; slower: {', '.join(losses)}" if losses else "")
+            )
+            if pairs
+            else "not measured"
+        )
+        found.append(
+            _target(
+                f"faster than flash-kmeans ({name.split('-')[1]})",
+                "on every shape",
+                value,
+                not losses if pairs else None,
+            )
+        )
 
     runs = {(row["variant"], row["frames"]): row for row in _stage_result(results, "end-to-end") or []}
     stock, fresh, cached = (runs.get((variant, 32)) for variant in ("stock", "vqtoken", "cached"))
-    found.append(_target(
-        "TTFT at 32 frames, VQToken fresh", "below stock's",
-        f"{fresh['ttft_s'] * 1e3:.1f} ms vs stock {stock['ttft_s'] * 1e3:.1f} ms" if stock and fresh
-        else "not measured",
-        fresh["ttft_s"] < stock["ttft_s"] if stock and fresh else None,
-    ))
-    found.append(_target(
-        "TTFT at 32 frames, from .vqt", ">= 20x below stock's",
-        f"{cached['ttft_s'] * 1e3:.1f} ms, {stock['ttft_s'] / cached['ttft_s']:.1f}x below stock" if stock and cached
-        else "not measured",
-        stock["ttft_s"] / cached["ttft_s"] >= 20 if stock and cached else None,
-    ))
+    found.append(
+        _target(
+            "TTFT at 32 frames, VQToken fresh",
+            "below stock's",
+            f"{fresh['ttft_s'] * 1e3:.1f} ms vs stock {stock['ttft_s'] * 1e3:.1f} ms"
+            if stock and fresh
+            else "not measured",
+            fresh["ttft_s"] < stock["ttft_s"] if stock and fresh else None,
+        )
+    )
+    found.append(
+        _target(
+            "TTFT at 32 frames, from .vqt",
+            ">= 20x below stock's",
+            f"{cached['ttft_s'] * 1e3:.1f} ms, {stock['ttft_s'] / cached['ttft_s']:.1f}x below stock"
+            if stock and cached
+            else "not measured",
+            stock["ttft_s"] / cached["ttft_s"] >= 20 if stock and cached else None,
+        )
+    )
     return found
 
 
@@ -341,18 +495,28 @@ def summary_markdown(results: dict) -> str:
     env = results["environment"]
     lines = [f"# GPU check, {env['date']}", "", f"Mode: **{env['mode']}**. Overall: **{results['overall']}**.", ""]
     gpus = "; ".join(", ".join(f"{key} {value}" for key, value in gpu.items()) for gpu in env["gpu"] or [])
-    lines += _table(["what", "value"], [
-        ["GPU", gpus or "none visible to nvidia-smi"],
-        ["host", f"{env['cpu']}, {env['cpu_count']} cores, Python {env['python']}, CUDA (torch) {env['torch_cuda']}"],
-        ["packages", ", ".join(f"{name} {version}" for name, version in env["packages"].items() if version)],
-        ["missing", ", ".join(name for name, version in env["packages"].items() if not version) or "-"],
-        ["vqtoken from", env["vqtoken_imported_from"]],
-        ["checkout", json.dumps(env["checkout"])],
-    ])
+    lines += _table(
+        ["what", "value"],
+        [
+            ["GPU", gpus or "none visible to nvidia-smi"],
+            [
+                "host",
+                f"{env['cpu']}, {env['cpu_count']} cores, Python {env['python']}, CUDA (torch) {env['torch_cuda']}",
+            ],
+            ["packages", ", ".join(f"{name} {version}" for name, version in env["packages"].items() if version)],
+            ["missing", ", ".join(name for name, version in env["packages"].items() if not version) or "-"],
+            ["vqtoken from", env["vqtoken_imported_from"]],
+            ["checkout", json.dumps(env["checkout"])],
+        ],
+    )
     lines += ["", "## Stages", ""]
-    lines += _table(["stage", "status", "seconds", "time limit s"],
-                    [[stage["name"], stage["status"], stage.get("seconds", "-"), stage.get("time_limit_s", "-")]
-                     for stage in results["stages"]])
+    lines += _table(
+        ["stage", "status", "seconds", "time limit s"],
+        [
+            [stage["name"], stage["status"], stage.get("seconds", "-"), stage.get("time_limit_s", "-")]
+            for stage in results["stages"]
+        ],
+    )
     lines += ["", "## Targets", ""] + targets_table(results)
 
     for stage in results["stages"]:
@@ -361,11 +525,16 @@ def summary_markdown(results: dict) -> str:
         if result is None:
             lines.append("No result was written (see log.txt).")
         elif stage["name"] == "pytest-gpu":
-            lines += _table(["test", "outcome", "seconds", "message"],
-                            [[t["test"], t["outcome"], f"{t['seconds']:.1f}", t["message"]] for t in result["tests"]])
+            lines += _table(
+                ["test", "outcome", "seconds", "message"],
+                [[t["test"], t["outcome"], f"{t['seconds']:.1f}", t["message"]] for t in result["tests"]],
+            )
             if result["collection_errors"]:
-                lines += ["", "Modules not collected on this machine: " + "; ".join(
-                    f"{error['module']} ({error['reason']})" for error in result["collection_errors"])]
+                lines += [
+                    "",
+                    "Modules not collected on this machine: "
+                    + "; ".join(f"{error['module']} ({error['reason']})" for error in result["collection_errors"]),
+                ]
         elif stage["name"] == "adaptive":
             lines.append(adaptive_markdown(result["header"], result["rows"]))
         elif stage["name"].startswith("kmeans"):
@@ -377,15 +546,19 @@ def summary_markdown(results: dict) -> str:
 
 def targets_table(results: dict) -> list[str]:
     met = {True: "yes", False: "**no**", None: "not measured"}
-    return _table(["target", "goal", "measured", "met"],
-                  [[t["target"], t["goal"], t["measured"], met[t["met"]]] for t in results["targets"]])
+    return _table(
+        ["target", "goal", "measured", "met"],
+        [[t["target"], t["goal"], t["measured"], met[t["met"]]] for t in results["targets"]],
+    )
 
 
 def short_report(results: dict) -> str:
     """Stage status and targets: printed last, so that the end of the output holds them."""
     lines = ["", f"GPU check ({results['environment']['mode']}): {results['overall']}", ""]
-    lines += _table(["stage", "status", "seconds"],
-                    [[stage["name"], stage["status"], stage.get("seconds", "-")] for stage in results["stages"]])
+    lines += _table(
+        ["stage", "status", "seconds"],
+        [[stage["name"], stage["status"], stage.get("seconds", "-")] for stage in results["stages"]],
+    )
     return "\n".join(lines + [""] + targets_table(results)) + "\n"
 
 
@@ -413,8 +586,9 @@ def write_outputs(out: Path, results: dict):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (summary.md, results.json, log.txt)")
-    parser.add_argument("--deadline", type=float, default=None,
-                        help="Unix time by which everything has ended (default: now + 450 s)")
+    parser.add_argument(
+        "--deadline", type=float, default=None, help="Unix time by which everything has ended (default: now + 450 s)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the script runs")
     args = parser.parse_args(argv)
     deadline = args.deadline or time.time() + 450
@@ -422,8 +596,11 @@ def main(argv=None) -> int:
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
-        print(f"gpu_check: torch {torch.__version__} sees no CUDA device here; this check needs one "
-              "(--dry-run exercises it on a CPU).", file=sys.stderr)
+        print(
+            f"gpu_check: torch {torch.__version__} sees no CUDA device here; this check needs one "
+            "(--dry-run exercises it on a CPU).",
+            file=sys.stderr,
+        )
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"environment": environment(args.dry_run), "stages": []}
@@ -431,8 +608,9 @@ def main(argv=None) -> int:
         work = Path(temporary)
         base_env = dict(os.environ, PYTHONUNBUFFERED="1")
         if args.dry_run:
-            base_env["PYTHONPATH"] = os.pathsep.join([str(hide_packages(work, HIDDEN_IN_DRY_RUN)),
-                                                       base_env.get("PYTHONPATH", "")])
+            base_env["PYTHONPATH"] = os.pathsep.join(
+                [str(hide_packages(work, HIDDEN_IN_DRY_RUN)), base_env.get("PYTHONPATH", "")]
+            )
             base_env["OMP_NUM_THREADS"] = "1"
         stages = build_stages(work, args.dry_run)
         results["stages"] = [{"name": stage.name, "title": stage.title, "status": "not run"} for stage in stages]
@@ -459,7 +637,8 @@ def hide_packages(work: Path, names) -> Path:
     for name in names:
         (folder / name).mkdir(parents=True, exist_ok=True)
         (folder / name / "__init__.py").write_text(
-            f'raise ImportError("{name} is hidden by gpu_check --dry-run: the GPU machine does not have it")\n')
+            f'raise ImportError("{name} is hidden by gpu_check --dry-run: the GPU machine does not have it")\n'
+        )
     return folder
 
 

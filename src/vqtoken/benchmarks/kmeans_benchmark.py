@@ -40,7 +40,10 @@ import torch
 
 from vqtoken.files import write_atomically
 from vqtoken.modeling.vqtoken_kmeans import (
-    assign_and_accumulate_torch, kmeans_plus_plus, lloyd, quantize_video_tokens,
+    assign_and_accumulate_torch,
+    kmeans_plus_plus,
+    lloyd,
+    quantize_video_tokens,
 )
 from vqtoken.modeling.vqtoken_kmeans_triton import is_triton_available, triton_assign_and_accumulate
 
@@ -145,8 +148,13 @@ def _ours(backend, tokens, num_clusters, iterations, repeats):
 
     def fit(count):
         return quantize_video_tokens(
-            tokens, selection_method="fixed", max_clusters=num_clusters, min_clusters=num_clusters,
-            max_iterations=count, tolerance=-1.0, backend=backend,
+            tokens,
+            selection_method="fixed",
+            max_clusters=num_clusters,
+            min_clusters=num_clusters,
+            max_iterations=count,
+            tolerance=-1.0,
+            backend=backend,
         )
 
     steps(1)
@@ -159,8 +167,13 @@ def _ours(backend, tokens, num_clusters, iterations, repeats):
         note = "step on bf16 tokens; fit upcasts to fp32 (quantize_video_tokens)"
     if backend == "triton" and device.type != "cuda":
         note = "Triton interpreter: checks that it runs, not a timing"
-    return {"step_s": step, "fit_s": fit_seconds, "kernel_s": kernel_seconds,
-            "mean_cos": mean_cosine(unit.float(), result.index_maps, num_clusters), "note": note}
+    return {
+        "step_s": step,
+        "fit_s": fit_seconds,
+        "kernel_s": kernel_seconds,
+        "mean_cos": mean_cosine(unit.float(), result.index_maps, num_clusters),
+        "note": note,
+    }
 
 
 def _fast_pytorch_kmeans(tokens, num_clusters, iterations, repeats):
@@ -180,8 +193,13 @@ def _fast_pytorch_kmeans(tokens, num_clusters, iterations, repeats):
     fit(1)
     seconds = _best_time(lambda: fit(iterations), tokens.device, repeats)
     note = "fp32 (no bf16); random init; one video at a time"
-    return {"step_s": seconds / iterations, "fit_s": seconds, "kernel_s": None,
-            "mean_cos": mean_cosine(unit, fit(iterations), num_clusters), "note": note}
+    return {
+        "step_s": seconds / iterations,
+        "fit_s": seconds,
+        "kernel_s": None,
+        "mean_cos": mean_cosine(unit, fit(iterations), num_clusters),
+        "note": note,
+    }
 
 
 def _restrict_flash_kmeans_autotune(unit, num_clusters):
@@ -201,8 +219,11 @@ def _restrict_flash_kmeans_autotune(unit, num_clusters):
     narrow = dict(base, BLOCK_K=min(base["BLOCK_K"], max(32, 1 << (num_clusters - 1).bit_length())))
     choices = [base] if narrow == base else [base, narrow]
     assign._cosine_assign_kernel_split_d_autotuned.configs = [
-        triton.Config({name: choice[name] for name in ("BLOCK_N", "BLOCK_K", "BLOCK_D")},
-                      num_warps=choice["num_warps"], num_stages=choice["num_stages"])
+        triton.Config(
+            {name: choice[name] for name in ("BLOCK_N", "BLOCK_K", "BLOCK_D")},
+            num_warps=choice["num_warps"],
+            num_stages=choice["num_stages"],
+        )
         for choice in choices
     ]
     return choices
@@ -226,12 +247,22 @@ def _flash_kmeans(tokens, num_clusters, iterations, repeats):
     labels = fit(iterations)[0]
     centroids = torch.nn.functional.normalize(unit[:, :num_clusters].float(), dim=-1).to(unit.dtype)
     kernel_seconds = _kernel_time(lambda: kmeans_triton_impl._cosine_iter(unit, centroids), tokens.device, repeats)
-    tiles = "; autotuned over " + " / ".join(
-        f"BN{c['BLOCK_N']} BK{c['BLOCK_K']} BD{c['BLOCK_D']} w{c['num_warps']} s{c['num_stages']}" for c in choices
-    ) if choices else ""
+    tiles = (
+        "; autotuned over "
+        + " / ".join(
+            f"BN{c['BLOCK_N']} BK{c['BLOCK_K']} BD{c['BLOCK_D']} w{c['num_warps']} s{c['num_stages']}" for c in choices
+        )
+        if choices
+        else ""
+    )
     note = f"tol=0 (never stops early); random init{tiles}"
-    return {"step_s": seconds / iterations, "fit_s": seconds, "kernel_s": kernel_seconds,
-            "mean_cos": mean_cosine(unit.float(), labels, num_clusters), "note": note}
+    return {
+        "step_s": seconds / iterations,
+        "fit_s": seconds,
+        "kernel_s": kernel_seconds,
+        "mean_cos": mean_cosine(unit.float(), labels, num_clusters),
+        "note": note,
+    }
 
 
 def _faiss(tokens, num_clusters, iterations, repeats):
@@ -247,8 +278,14 @@ def _faiss(tokens, num_clusters, iterations, repeats):
         labels = []
         for array in arrays:
             kmeans = faiss.Kmeans(
-                dim, num_clusters, niter=count, seed=1, spherical=True, verbose=False,
-                max_points_per_centroid=num_tokens + 1, min_points_per_centroid=1,
+                dim,
+                num_clusters,
+                niter=count,
+                seed=1,
+                spherical=True,
+                verbose=False,
+                max_points_per_centroid=num_tokens + 1,
+                min_points_per_centroid=1,
             )
             kmeans.train(array)
             labels.append(torch.from_numpy(kmeans.index.search(array, 1)[1][:, 0]))
@@ -257,8 +294,13 @@ def _faiss(tokens, num_clusters, iterations, repeats):
     fit(1)
     seconds = _best_time(lambda: fit(iterations), torch.device("cpu"), repeats)
     note = "CPU, fp32, spherical; one video at a time"
-    return {"step_s": seconds / iterations, "fit_s": seconds, "kernel_s": None,
-            "mean_cos": mean_cosine(unit, fit(iterations), num_clusters), "note": note}
+    return {
+        "step_s": seconds / iterations,
+        "fit_s": seconds,
+        "kernel_s": None,
+        "mean_cos": mean_cosine(unit, fit(iterations), num_clusters),
+        "note": note,
+    }
 
 
 METHODS = {
@@ -333,12 +375,21 @@ def _measure(name, tokens, num_clusters, iterations, repeats, setup):
     floor = batch * num_tokens * dim * torch.empty((), dtype=read_dtype).element_size()
     floor /= setup["copy_bandwidth_bytes_per_s"]
     kernel = measured["kernel_s"]
-    logger.info("N=%d D=%d K=%d B=%d %s step %.3f ms", num_tokens, dim, num_clusters, batch, name,
-                measured["step_s"] * 1e3)
-    return dict(row, status="ok", step_ms=measured["step_s"] * 1e3, fit_ms=measured["fit_s"] * 1e3,
-                x_floor=measured["step_s"] / floor, kernel_us=None if kernel is None else kernel * 1e6,
-                kernel_x_floor=None if kernel is None else kernel / floor, floor_us=floor * 1e6,
-                mean_cos=measured["mean_cos"], note=measured["note"])
+    logger.info(
+        "N=%d D=%d K=%d B=%d %s step %.3f ms", num_tokens, dim, num_clusters, batch, name, measured["step_s"] * 1e3
+    )
+    return dict(
+        row,
+        status="ok",
+        step_ms=measured["step_s"] * 1e3,
+        fit_ms=measured["fit_s"] * 1e3,
+        x_floor=measured["step_s"] / floor,
+        kernel_us=None if kernel is None else kernel * 1e6,
+        kernel_x_floor=None if kernel is None else kernel / floor,
+        floor_us=floor * 1e6,
+        mean_cos=measured["mean_cos"],
+        note=measured["note"],
+    )
 
 
 def _cell(value, digits):
@@ -357,9 +408,17 @@ def to_markdown(setup, rows):
     ]
     for row in rows:
         config = f"N={row['num_tokens']} D={row['dim']} K={row['num_clusters']} B={row['batch']}"
-        cells = [config, row["method"], _cell(row.get("step_ms"), 3), _cell(row.get("fit_ms"), 1),
-                 _cell(row.get("x_floor"), 1), _cell(row.get("kernel_us"), 1), _cell(row.get("kernel_x_floor"), 2),
-                 _cell(row.get("mean_cos"), 4), row["note"]]
+        cells = [
+            config,
+            row["method"],
+            _cell(row.get("step_ms"), 3),
+            _cell(row.get("fit_ms"), 1),
+            _cell(row.get("x_floor"), 1),
+            _cell(row.get("kernel_us"), 1),
+            _cell(row.get("kernel_x_floor"), 2),
+            _cell(row.get("mean_cos"), 4),
+            row["note"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -370,8 +429,12 @@ def main(argv=None):
     grids = parser.add_mutually_exclusive_group()
     grids.add_argument("--full", action="store_true", help="the whole grid on the CPU too")
     grids.add_argument("--tiny", action="store_true", help="one tiny shape: checks that the benchmark runs")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                        help="token dtype (default bfloat16 on CUDA, float32 on the CPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="token dtype (default bfloat16 on CUDA, float32 on the CPU)",
+    )
     parser.add_argument("--iterations", type=int, default=None, help="Lloyd iterations (default 20 GPU, 5 CPU)")
     parser.add_argument("--repeats", type=int, default=None, help="best of (default 5 GPU, 3 CPU)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))

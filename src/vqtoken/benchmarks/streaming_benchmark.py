@@ -65,8 +65,9 @@ RELEASE_CLUSTERS = 32
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def release_like_tokens(frame: int, seed: int = 0, scene_frames: int = 60, pool: int = 96, regions: int = 8,
-                        token_cosine: float = 0.8) -> torch.Tensor:
+def release_like_tokens(
+    frame: int, seed: int = 0, scene_frames: int = 60, pool: int = 96, regions: int = 8, token_cosine: float = 0.8
+) -> torch.Tensor:
     """
     The 729 x 896 tokens of frame `frame` of a synthetic video, deterministic per frame (no real model of that size is
     reachable here). A scene lasts `scene_frames` frames; it draws `regions` prototypes from a pool of `pool` unit
@@ -109,8 +110,9 @@ def visible_distortion(codebook) -> float:
     num_clusters = codebook.num_clusters
     sums = torch.zeros(num_clusters, codebook.sums.shape[1], dtype=torch.float64)
     sums.index_add_(0, codebook.cluster_of_micro, codebook.sums)
-    counts = torch.zeros(num_clusters, dtype=torch.float64).index_add_(0, codebook.cluster_of_micro,
-                                                                        codebook.counts.double())
+    counts = torch.zeros(num_clusters, dtype=torch.float64).index_add_(
+        0, codebook.cluster_of_micro, codebook.counts.double()
+    )
     return cosine_distortion(sums, counts)
 
 
@@ -140,8 +142,9 @@ def _run_measured(arguments: list[str]) -> dict:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "vqtoken", *arguments], stdout=out, stderr=err,
-                                   env=environment, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vqtoken", *arguments], stdout=out, stderr=err, env=environment, text=True
+        )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -180,12 +183,16 @@ def section_long(work_dir: Path, hour_frames: int) -> dict:
 def section_release(num_frames: int) -> dict:
     from vqtoken.incremental_codebook import CodebookSettings, IncrementalCodebook
 
-    settings = CodebookSettings(tokens_per_frame=RELEASE_GRID**2, hidden_size=RELEASE_DIM, min_clusters=12,
-                                max_clusters=RELEASE_CLUSTERS)
+    settings = CodebookSettings(
+        tokens_per_frame=RELEASE_GRID**2, hidden_size=RELEASE_DIM, min_clusters=12, max_clusters=RELEASE_CLUSTERS
+    )
     finer = CodebookSettings(**{**settings.to_dict(), "chunk_clusters": 4 * RELEASE_CLUSTERS})
     results = {"settings": settings.to_dict(), "frames": num_frames, "runs": {}}
     for label, chunk_frames, run_settings in (
-        ("32", 32, settings), ("32, chunk_clusters 4K", 32, finer), ("8", 8, settings), ("128", 128, settings)
+        ("32", 32, settings),
+        ("32, chunk_clusters 4K", 32, finer),
+        ("8", 8, settings),
+        ("128", 128, settings),
     ):
         if num_frames < 2 * chunk_frames:
             continue
@@ -225,7 +232,9 @@ def _default_model_features(num_frames: int, scene_frames: int, seed: int):
     model, processor = load_model_and_processor(None)
     features = []
     for frames in camera_frames(num_frames, window=64, scene_frames=scene_frames, seed=seed):
-        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)["pixel_values_videos"]
+        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
+            "pixel_values_videos"
+        ]
         with torch.no_grad():
             features.append(model.model.get_frame_features(pixel_values)[0])
     return torch.cat(features), model
@@ -239,16 +248,25 @@ def section_chunks(num_frames: int) -> dict:
     tokens = features.reshape(-1, features.shape[-1])
     offline, offline_seconds = offline_distortion(tokens, settings.max_clusters)
     other_seeds = [offline_distortion(tokens, settings.max_clusters, seed)[0] for seed in (1, 2, 3, 4)]
-    results = {"frames": num_frames, "settings": settings.to_dict(), "offline_distortion": offline,
-               "offline_seconds": offline_seconds, "offline_other_seeds": other_seeds, "chunks": {}}
+    results = {
+        "frames": num_frames,
+        "settings": settings.to_dict(),
+        "offline_distortion": offline,
+        "offline_seconds": offline_seconds,
+        "offline_other_seeds": other_seeds,
+        "chunks": {},
+    }
     for chunk_frames in (1, 4, 16, 32, 64, 128):
         codebook = IncrementalCodebook(settings, backend="torch")
         start = time.perf_counter()
         for first in range(0, num_frames, chunk_frames):
             codebook.fold(features[first : first + chunk_frames])
         distortion = visible_distortion(codebook)
-        results["chunks"][chunk_frames] = {"distortion": distortion, "gap": distortion / offline - 1,
-                                           "seconds": time.perf_counter() - start}
+        results["chunks"][chunk_frames] = {
+            "distortion": distortion,
+            "gap": distortion / offline - 1,
+            "seconds": time.perf_counter() - start,
+        }
         logger.info("default-model chunk %d: %s", chunk_frames, results["chunks"][chunk_frames])
     return results
 
@@ -269,17 +287,32 @@ def section_ask(num_chunks: int = 12, chunk_frames: int = 32) -> dict:
         fold = time.perf_counter() - start
         start = time.perf_counter()
         answer = stream.ask(QUESTION, max_new_tokens=1)
-        rows.append({"frames": stream.num_frames, "K": stream.num_clusters, "fold_s": fold,
-                     "ask_s": time.perf_counter() - start, "visual_tokens": answer.visual_tokens, **answer.timings})
-        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)["pixel_values_videos"]
+        rows.append(
+            {
+                "frames": stream.num_frames,
+                "K": stream.num_clusters,
+                "fold_s": fold,
+                "ask_s": time.perf_counter() - start,
+                "visual_tokens": answer.visual_tokens,
+                **answer.timings,
+            }
+        )
+        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
+            "pixel_values_videos"
+        ]
         with torch.no_grad():
             seen.append(model.model.get_frame_features(pixel_values)[0])
     tokens = torch.cat(seen).reshape(1, -1, seen[0].shape[-1])
     start = time.perf_counter()
     config = model.config
-    quantize_video_tokens(tokens, max_clusters=config.vqtoken_max_clusters, seed=config.vqtoken_seed,
-                          max_iterations=config.vqtoken_max_iterations, tolerance=config.vqtoken_tolerance,
-                          backend="torch")
+    quantize_video_tokens(
+        tokens,
+        max_clusters=config.vqtoken_max_clusters,
+        seed=config.vqtoken_seed,
+        max_iterations=config.vqtoken_max_iterations,
+        tolerance=config.vqtoken_tolerance,
+        backend="torch",
+    )
     return {"rows": rows, "recluster_all_s": time.perf_counter() - start, "tokens_seen": tokens.shape[1]}
 
 
@@ -291,18 +324,25 @@ def section_ask(num_chunks: int = 12, chunk_frames: int = 32) -> dict:
 def markdown(results: dict) -> str:
     lines = [f"Machine: {results['machine']}; date {results['date']}; load average at start {results['load']}."]
     if "long" in results:
-        lines += ["", "| video | path | frames | K | peak RSS (MiB) | s / frame | wall (s) | answer |",
-                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "| video | path | frames | K | peak RSS (MiB) | s / frame | wall (s) | answer |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
         for label, entry in results["long"].items():
             for path in ("stream", "offline"):
                 run = entry[path]
                 if "error" in run:
-                    lines.append(f"| {label} | {path} | {entry['frames']} | | {run.get('peak_rss_mib', 0):.0f} | | "
-                                 f"{run['wall_s']:.1f} | error: {run['error']} |")
+                    lines.append(
+                        f"| {label} | {path} | {entry['frames']} | | {run.get('peak_rss_mib', 0):.0f} | | "
+                        f"{run['wall_s']:.1f} | error: {run['error']} |"
+                    )
                     continue
-                lines.append(f"| {label} | {path} | {run['num_frames']} | {run['num_clusters']} | "
-                             f"{run['peak_rss_mib']:.0f} | {run['seconds_per_frame'] * 1e3:.2f} ms | "
-                             f"{run['wall_s']:.1f} | {run['answer']!r} |")
+                lines.append(
+                    f"| {label} | {path} | {run['num_frames']} | {run['num_clusters']} | "
+                    f"{run['peak_rss_mib']:.0f} | {run['seconds_per_frame'] * 1e3:.2f} ms | "
+                    f"{run['wall_s']:.1f} | {run['answer']!r} |"
+                )
         minute = results["long"].get("1 minute", {}).get("stream")
         hour = results["long"].get("1 hour", {}).get("stream")
         if minute and hour and "error" not in minute and "error" not in hour:
@@ -311,37 +351,59 @@ def markdown(results: dict) -> str:
             lines += ["", f"Stream, 1 hour / 1 minute: peak memory x{memory:.3f}, time per frame x{per_frame:.3f}."]
     if "release" in results:
         release = results["release"]
-        lines += ["", f"Release size (729 x 896 tokens per frame, K = {RELEASE_CLUSTERS}), {release['frames']} "
-                      f"frames; offline K-means on all {release['frames'] * 729} tokens: distortion "
-                      f"{release['offline_distortion']:.5f} in {release['offline_seconds']:.0f} s (seeds 1, 2: "
-                      + ", ".join(f"{value:.5f}" for value in release["offline_other_seeds"]) + ").", "",
-                  "| chunk (frames) | chunk clusters | fold wall median / p90 (s) | fold CPU median / p90 (s) | "
-                  "distortion | gap to offline |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Release size (729 x 896 tokens per frame, K = {RELEASE_CLUSTERS}), {release['frames']} "
+            f"frames; offline K-means on all {release['frames'] * 729} tokens: distortion "
+            f"{release['offline_distortion']:.5f} in {release['offline_seconds']:.0f} s (seeds 1, 2: "
+            + ", ".join(f"{value:.5f}" for value in release["offline_other_seeds"])
+            + ").",
+            "",
+            "| chunk (frames) | chunk clusters | fold wall median / p90 (s) | fold CPU median / p90 (s) | "
+            "distortion | gap to offline |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for entry in release["runs"].values():
-            lines.append(f"| {entry['chunk_frames']} | {entry['chunk_clusters']} | "
-                         f"{entry['fold_wall_median_s']:.3f} / {entry['fold_wall_p90_s']:.3f} | "
-                         f"{entry['fold_cpu_median_s']:.3f} / {entry['fold_cpu_p90_s']:.3f} | "
-                         f"{entry['distortion']:.5f} | {100 * entry['gap']:+.2f} % |")
+            lines.append(
+                f"| {entry['chunk_frames']} | {entry['chunk_clusters']} | "
+                f"{entry['fold_wall_median_s']:.3f} / {entry['fold_wall_p90_s']:.3f} | "
+                f"{entry['fold_cpu_median_s']:.3f} / {entry['fold_cpu_p90_s']:.3f} | "
+                f"{entry['distortion']:.5f} | {100 * entry['gap']:+.2f} % |"
+            )
     if "chunks" in results:
         chunks = results["chunks"]
-        lines += ["", f"Built-in default model, {chunks['frames']} frames (64 tokens x 128 each), K = "
-                      f"{chunks['settings']['max_clusters']}; offline K-means distortion "
-                      f"{chunks['offline_distortion']:.5f} (seeds 1-4: "
-                      + ", ".join(f"{value:.5f}" for value in chunks["offline_other_seeds"]) + ").",
-                  "", "| chunk (frames) | distortion | gap to offline | stream time (s) |", "|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Built-in default model, {chunks['frames']} frames (64 tokens x 128 each), K = "
+            f"{chunks['settings']['max_clusters']}; offline K-means distortion "
+            f"{chunks['offline_distortion']:.5f} (seeds 1-4: "
+            + ", ".join(f"{value:.5f}" for value in chunks["offline_other_seeds"])
+            + ").",
+            "",
+            "| chunk (frames) | distortion | gap to offline | stream time (s) |",
+            "|---:|---:|---:|---:|",
+        ]
         for chunk_frames, entry in sorted(chunks["chunks"].items(), key=lambda item: int(item[0])):
-            lines.append(f"| {chunk_frames} | {entry['distortion']:.5f} | {100 * entry['gap']:+.2f} % | "
-                         f"{entry['seconds']:.1f} |")
+            lines.append(
+                f"| {chunk_frames} | {entry['distortion']:.5f} | {100 * entry['gap']:+.2f} % | "
+                f"{entry['seconds']:.1f} |"
+            )
     if "ask" in results:
         ask = results["ask"]
-        lines += ["", "| frames seen | K | fold 32 frames (s) | answer (s) | of which prefill (s) | video tokens |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| frames seen | K | fold 32 frames (s) | answer (s) | of which prefill (s) | video tokens |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for row in ask["rows"]:
-            lines.append(f"| {row['frames']} | {row['K']} | {row['fold_s']:.3f} | {row['ask_s']:.3f} | "
-                         f"{row['prefill']:.3f} | {row['visual_tokens']} |")
-        lines += ["", f"Re-clustering all {ask['tokens_seen']} tokens seen offline instead: "
-                      f"{ask['recluster_all_s']:.2f} s."]
+            lines.append(
+                f"| {row['frames']} | {row['K']} | {row['fold_s']:.3f} | {row['ask_s']:.3f} | "
+                f"{row['prefill']:.3f} | {row['visual_tokens']} |"
+            )
+        lines += [
+            "",
+            f"Re-clustering all {ask['tokens_seen']} tokens seen offline instead: {ask['recluster_all_s']:.2f} s.",
+        ]
     return "\n".join(lines)
 
 
@@ -351,8 +413,9 @@ def main(argv=None) -> int:
     parser.add_argument("--hour-frames", type=int, default=3600)
     parser.add_argument("--release-frames", type=int, default=1000)
     parser.add_argument("--chunk-video-frames", type=int, default=1200)
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the videos are written (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="where the videos are written (default: a temporary folder)"
+    )
     parser.add_argument("--out-md", type=Path, default=None)
     parser.add_argument("--out-json", type=Path, default=None)
     args = parser.parse_args(argv)

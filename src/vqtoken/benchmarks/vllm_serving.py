@@ -142,8 +142,15 @@ def _peak_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def run_variant(folder: str, variant: str, frames: int, requests: int, max_tokens: int, kv_budget_tokens: int,
-                concurrency_requests: int) -> dict:
+def run_variant(
+    folder: str,
+    variant: str,
+    frames: int,
+    requests: int,
+    max_tokens: int,
+    kv_budget_tokens: int,
+    concurrency_requests: int,
+) -> dict:
     """Measures one variant in this process (called in a fresh subprocess by [`main`])."""
     from transformers import AutoProcessor
     from vllm import LLM, SamplingParams
@@ -151,15 +158,29 @@ def run_variant(folder: str, variant: str, frames: int, requests: int, max_token
     budget_blocks = kv_budget_tokens // BLOCK_SIZE
     start = time.perf_counter()
     llm = LLM(
-        folder, dtype="float32", enforce_eager=True, max_model_len=8192, seed=0, block_size=BLOCK_SIZE,
-        limit_mm_per_prompt={"image": 0, "video": 1}, enable_prefix_caching=False, disable_log_stats=False,
-        num_gpu_blocks_override=budget_blocks, max_num_seqs=1024, max_num_batched_tokens=8192,
+        folder,
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=8192,
+        seed=0,
+        block_size=BLOCK_SIZE,
+        limit_mm_per_prompt={"image": 0, "video": 1},
+        enable_prefix_caching=False,
+        disable_log_stats=False,
+        num_gpu_blocks_override=budget_blocks,
+        max_num_seqs=1024,
+        max_num_batched_tokens=8192,
     )
     startup_seconds = time.perf_counter() - start
     hf_config = llm.llm_engine.model_config.hf_config
     text_config = hf_config.text_config
-    kv_bytes_per_token = (2 * text_config.num_hidden_layers * text_config.num_key_value_heads
-                          * (text_config.hidden_size // text_config.num_attention_heads) * 4)
+    kv_bytes_per_token = (
+        2
+        * text_config.num_hidden_layers
+        * text_config.num_key_value_heads
+        * (text_config.hidden_size // text_config.num_attention_heads)
+        * 4
+    )
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
     prompt = AutoProcessor.from_pretrained(folder).apply_chat_template(messages, add_generation_prompt=True)
     params = SamplingParams(max_tokens=max_tokens, min_tokens=max_tokens, temperature=0.0)
@@ -223,19 +244,28 @@ def _load() -> str:
 
 
 def format_table(results: list[dict]) -> str:
-    header = ("| variant | video tokens | prompt tokens | requests/s | TTFT alone s | TTFT median in batch s | "
-              "KV blocks / request | KV / video | vs stock KV / video | max concurrent videos in budget | "
-              "vs stock | peak running (given) | preemptions |")
+    header = (
+        "| variant | video tokens | prompt tokens | requests/s | TTFT alone s | TTFT median in batch s | "
+        "KV blocks / request | KV / video | vs stock KV / video | max concurrent videos in budget | "
+        "vs stock | peak running (given) | preemptions |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     stock = next((r for r in results if r["variant"] == "stock"), None)
     for r in results:
         kv_ratio = f"{stock['kv_bytes_per_video'] / r['kv_bytes_per_video']:.0f}x smaller" if stock else "-"
         concurrency_ratio = f"{r['max_concurrent_videos'] / stock['max_concurrent_videos']:.0f}x" if stock else "-"
         cells = [
-            VARIANT_LABELS[r["variant"]], str(r["video_tokens"]), str(r["prompt_tokens"]),
-            f"{r['requests_per_s']:.3f}", f"{r['ttft_alone_s']:.2f}", f"{r['ttft_batch_median_s']:.2f}",
-            str(r["blocks_per_request"]), f"{r['kv_bytes_per_video'] / 2**20:.2f} MiB", kv_ratio,
-            str(r["max_concurrent_videos"]), concurrency_ratio,
+            VARIANT_LABELS[r["variant"]],
+            str(r["video_tokens"]),
+            str(r["prompt_tokens"]),
+            f"{r['requests_per_s']:.3f}",
+            f"{r['ttft_alone_s']:.2f}",
+            f"{r['ttft_batch_median_s']:.2f}",
+            str(r["blocks_per_request"]),
+            f"{r['kv_bytes_per_video'] / 2**20:.2f} MiB",
+            kv_ratio,
+            str(r["max_concurrent_videos"]),
+            concurrency_ratio,
             f"{r['peak_running']} ({r['concurrency_requests']})" if r["peak_running"] is not None else "not run",
             str(r["preemptions"]) if r["preemptions"] is not None else "-",
         ]
@@ -251,9 +281,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-tokens", type=int, default=16, help="answer length (min_tokens = max_tokens)")
     parser.add_argument("--kv-budget-tokens", type=int, default=32768, help="KV cache budget of both variants")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--crowd", type=int, nargs=2, default=(8, 600), metavar=("STOCK", "VQTOKEN"),
-                        help="copies of one video submitted at once to see how many vLLM runs together in the budget "
-                             "(more than it holds; 0 skips)")
+    parser.add_argument(
+        "--crowd",
+        type=int,
+        nargs=2,
+        default=(8, 600),
+        metavar=("STOCK", "VQTOKEN"),
+        help="copies of one video submitted at once to see how many vLLM runs together in the budget "
+        "(more than it holds; 0 skips)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the model folders here")
     parser.add_argument("--out-json", type=Path, default=None)
     parser.add_argument("--out-md", type=Path, default=None)
@@ -263,8 +299,15 @@ def main(argv=None) -> int:
 
     if args.worker is not None:
         [variant] = args.variants
-        result = run_variant(str(args.worker), variant, args.frames, args.requests, args.max_tokens,
-                             args.kv_budget_tokens, args.concurrency_requests)
+        result = run_variant(
+            str(args.worker),
+            variant,
+            args.frames,
+            args.requests,
+            args.max_tokens,
+            args.kv_budget_tokens,
+            args.concurrency_requests,
+        )
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
@@ -280,10 +323,25 @@ def main(argv=None) -> int:
             save_stock_onevision_folder(folders["vqtoken"], folders["stock"])
         for variant in args.variants:
             concurrency = dict(zip(VARIANTS, args.crowd))[variant]
-            command = [sys.executable, "-m", "vqtoken.benchmarks.vllm_serving", "--worker", str(folders[variant]),
-                       "--variants", variant, "--frames", str(args.frames), "--requests", str(args.requests),
-                       "--max-tokens", str(args.max_tokens), "--kv-budget-tokens", str(args.kv_budget_tokens),
-                       "--concurrency-requests", str(concurrency)]
+            command = [
+                sys.executable,
+                "-m",
+                "vqtoken.benchmarks.vllm_serving",
+                "--worker",
+                str(folders[variant]),
+                "--variants",
+                variant,
+                "--frames",
+                str(args.frames),
+                "--requests",
+                str(args.requests),
+                "--max-tokens",
+                str(args.max_tokens),
+                "--kv-budget-tokens",
+                str(args.kv_budget_tokens),
+                "--concurrency-requests",
+                str(concurrency),
+            ]
             print(f"[{datetime.datetime.now():%H:%M:%S}] {variant}", flush=True)
             # in-process engine; a 1 GiB KV pool (on CPUs vLLM otherwise reserves most of the memory) of which the
             # budget (num_gpu_blocks_override) is used
@@ -300,11 +358,13 @@ def main(argv=None) -> int:
     import torch
     import vllm
 
-    header = (f"Machine: {_machine()}; vLLM {vllm.__version__} (CPU), torch {torch.__version__}, fp32; "
-              f"architecture {args.arch}; {args.frames}-frame videos; {args.requests} requests per batch, "
-              f"{args.max_tokens} answer tokens; KV budget {args.kv_budget_tokens} tokens "
-              f"({results[0]['kv_budget_bytes'] / 2**20:.0f} MiB); started {started:%Y-%m-%d %H:%M}; load average "
-              f"(1/5/15 min) before and after each variant: {'; '.join(loads)}.")
+    header = (
+        f"Machine: {_machine()}; vLLM {vllm.__version__} (CPU), torch {torch.__version__}, fp32; "
+        f"architecture {args.arch}; {args.frames}-frame videos; {args.requests} requests per batch, "
+        f"{args.max_tokens} answer tokens; KV budget {args.kv_budget_tokens} tokens "
+        f"({results[0]['kv_budget_bytes'] / 2**20:.0f} MiB); started {started:%Y-%m-%d %H:%M}; load average "
+        f"(1/5/15 min) before and after each variant: {'; '.join(loads)}."
+    )
     table = header + "\n\n" + format_table(results)
     print(table)
     if args.out_json:

@@ -22,10 +22,12 @@ HELP = "Ask a question about a video: the answer, the visual tokens before -> af
 
 def add_arguments(parser):
     parser.add_argument("video", help="path of the video file, or of a .vqt file written by `vqtoken encode`")
-    parser.add_argument("question", type=utf8_text, help="the question, e.g. \"What happens in this video?\"")
+    parser.add_argument("question", type=utf8_text, help='the question, e.g. "What happens in this video?"')
     add_model_options(parser)
     add_stream_options(parser)
-    parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="longest answer in tokens (default 64)")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=64, help="longest answer in tokens (default 64)"
+    )
     add_output_options(parser)
 
 
@@ -38,8 +40,13 @@ def run(args) -> int:
         raise UsageError("argument --fps: a .vqt file is already encoded; --fps samples a video file")
     result, label = (_ask_streaming if args.fps is not None else _ask_whole)(args, video)
     if args.json:
-        report = {"video": str(video), "question": args.question, "model": args.model, "model_label": label,
-                  **result.to_dict()}
+        report = {
+            "video": str(video),
+            "question": args.question,
+            "model": args.model,
+            "model_label": label,
+            **result.to_dict(),
+        }
         print(json.dumps(report, indent=2))
     else:
         print(format_report(result, f"VQToken - {label}"))
@@ -59,8 +66,9 @@ def _ask_whole(args, video):
             # a .vqt file: no decoding, vision tower or clustering
             result = ask_cached(model, processor, [video], [args.question], max_new_tokens=args.max_new_tokens)[0]
         else:
-            result = ask_video(model, processor, str(video), args.question, num_frames=args.frames,
-                               max_new_tokens=args.max_new_tokens)
+            result = ask_video(
+                model, processor, str(video), args.question, num_frames=args.frames, max_new_tokens=args.max_new_tokens
+            )
         bar.update(1)
     return result, label
 

@@ -10,11 +10,19 @@ HELP = "Run the whole video path offline on the built-in default model and a gen
 
 
 def add_arguments(parser):
-    parser.add_argument("--frames", type=positive_int, default=None,
-                        help="frames sampled from the clip (default: the 8 the built-in model was trained with)")
+    parser.add_argument(
+        "--frames",
+        type=positive_int,
+        default=None,
+        help="frames sampled from the clip (default: the 8 the built-in model was trained with)",
+    )
     parser.add_argument("--mode", choices=VQTOKEN_MODES, default=None, help="override the model's vqtoken_mode")
-    parser.add_argument("--selection", choices=VQTOKEN_SELECTION_METHODS, default="elbow",
-                        help="vqtoken_selection_method (default: elbow, adaptive K as in the paper's adaptive mode)")
+    parser.add_argument(
+        "--selection",
+        choices=VQTOKEN_SELECTION_METHODS,
+        default="elbow",
+        help="vqtoken_selection_method (default: elbow, adaptive K as in the paper's adaptive mode)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

@@ -11,13 +11,20 @@ HELP = "Encode videos once into .vqt files (codebook + index map), to ask them m
 
 def add_arguments(parser):
     parser.add_argument("videos", nargs="+", help="video files and/or folders of videos")
-    parser.add_argument("-o", "--output", required=True,
-                        help="output folder (one .vqt per video), or a .vqt file when encoding one video")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder (one .vqt per video), or a .vqt file when encoding one video",
+    )
     add_model_options(parser)
     add_stream_options(parser)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="re-encode videos whose .vqt is already valid (with --fps: start afresh instead of "
-                             "resuming a stream file)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="re-encode videos whose .vqt is already valid (with --fps: start afresh instead of "
+        "resuming a stream file)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -33,8 +40,15 @@ def run(args) -> int:
     if args.fps is not None:
         report = _encode_streams(args, model, processor, pairs)
     else:
-        report = encode_folder(model, processor, args.videos, args.output, num_frames=args.frames,
-                               overwrite=args.overwrite, progress=shows_progress(args))
+        report = encode_folder(
+            model,
+            processor,
+            args.videos,
+            args.output,
+            num_frames=args.frames,
+            overwrite=args.overwrite,
+            progress=shows_progress(args),
+        )
     print(report.counts())
     for source, error in report.failed:
         print(f"vqtoken: error: {error if source in error else f'{source}: {error}'}", file=sys.stderr)
@@ -54,10 +68,21 @@ def _encode_streams(args, model, processor, pairs):
     for source, target in pairs:
         with progress(args, None, f"streaming {source.name}", unit="frame") as bar:
             try:
-                added = encode_stream(model, processor, source, target, args.fps, attention_frames=args.frames,
-                                      window=args.chunk_frames, overwrite=args.overwrite, progress=bar)
+                added = encode_stream(
+                    model,
+                    processor,
+                    source,
+                    target,
+                    args.fps,
+                    attention_frames=args.frames,
+                    window=args.chunk_frames,
+                    overwrite=args.overwrite,
+                    progress=bar,
+                )
             except (VideoDecodeError, CacheError, OSError) as error:  # one bad file must not stop a folder
-                problem = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
+                problem = (
+                    f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
+                )
                 report.failed.append((str(source), str(problem)))
                 continue
         (report.written if added else report.skipped).append(target)

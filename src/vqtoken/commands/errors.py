@@ -29,8 +29,17 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ..publish import PublishError
     from ..training.config import TrainingConfigError
 
-    return (CommandError, VideoDecodeError, ModelLoadError, VQTokenSettingError, CacheError, ConversionError,
-            PublishError, TrainingConfigError, OSError)
+    return (
+        CommandError,
+        VideoDecodeError,
+        ModelLoadError,
+        VQTokenSettingError,
+        CacheError,
+        ConversionError,
+        PublishError,
+        TrainingConfigError,
+        OSError,
+    )
 
 
 def exit_code_for(error: Exception, verbose: bool = False) -> int | None:

@@ -58,7 +58,9 @@ def add_model_options(parser: argparse.ArgumentParser, frames: bool = True, sett
     )
     if frames:
         parser.add_argument(
-            "--frames", type=positive_int, default=None,
+            "--frames",
+            type=positive_int,
+            default=None,
             help="frames sampled uniformly over the video (default: the number the model expects, from its folder)",
         )
     if settings:
@@ -73,12 +75,15 @@ def add_model_options(parser: argparse.ArgumentParser, frames: bool = True, sett
 def add_stream_options(parser: argparse.ArgumentParser):
     """`--fps` (stream the video: decode, encode and cluster it window by window) and `--chunk-frames`."""
     parser.add_argument(
-        "--fps", type=positive_float,
+        "--fps",
+        type=positive_float,
         help="sample this many frames per second of video and stream them: decoded, encoded and clustered "
-             "--chunk-frames at a time, so memory does not grow with the video's length; --frames is then the number "
-             "of index-map rows the VQ-Attention reads, spread over the whole video",
+        "--chunk-frames at a time, so memory does not grow with the video's length; --frames is then the number "
+        "of index-map rows the VQ-Attention reads, spread over the whole video",
     )
-    parser.add_argument("--chunk-frames", type=positive_int, default=32, help="frames per chunk with --fps (default 32)")
+    parser.add_argument(
+        "--chunk-frames", type=positive_int, default=32, help="frames per chunk with --fps (default 32)"
+    )
 
 
 def new_stream(model, processor, args):
@@ -103,7 +108,9 @@ def add_output_options(parser: argparse.ArgumentParser):
 
 def vqtoken_overrides(args) -> dict:
     """The `vqtoken_*` configuration fields given on the command line."""
-    return {field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag, None) is not None}
+    return {
+        field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag, None) is not None
+    }
 
 
 def flags_of(overrides: dict) -> str:
@@ -162,10 +169,10 @@ def progress(args, total: int | None, description: str, unit: str = "it"):
     """A progress bar on stderr (see [`shows_progress`])."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=not shows_progress(args),
-                leave=False)
+    return tqdm(
+        total=total, desc=description, unit=unit, file=sys.stderr, disable=not shows_progress(args), leave=False
+    )
 
 
 def looks_like_path(text: str) -> bool:
     return Path(text).exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
-

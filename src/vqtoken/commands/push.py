@@ -18,7 +18,13 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..publish import push_to_hub
 
-    plan = push_to_hub(args.folder, args.repo_id, yes=args.yes, private=args.private, token=args.token,
-                       commit_message=args.commit_message)
+    plan = push_to_hub(
+        args.folder,
+        args.repo_id,
+        yes=args.yes,
+        private=args.private,
+        token=args.token,
+        commit_message=args.commit_message,
+    )
     print(plan.summary())
     return 0

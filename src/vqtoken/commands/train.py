@@ -10,21 +10,32 @@ HELP = "Fine-tune VQToken from a YAML file (accelerate, datasets, peft)."
 
 
 def add_arguments(parser):
-    parser.add_argument("config", nargs="?", default=None, help="YAML training configuration (default: built-in defaults)")
     parser.add_argument(
-        "overrides", nargs="*", metavar="section.key=value",
+        "config", nargs="?", default=None, help="YAML training configuration (default: built-in defaults)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
         help="overrides of the YAML file, e.g. train.max_steps=100 train.parts.vision_tower=2e-6 lora.enabled=true",
     )
-    parser.add_argument("--set", dest="extra_overrides", action="append", default=[], metavar="section.key=value",
-                        help="one more override (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="extra_overrides",
+        action="append",
+        default=[],
+        metavar="section.key=value",
+        help="one more override (repeatable)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
 
 
 def run(args) -> int:
     missing = [name for name in ("accelerate", "datasets", "peft") if importlib.util.find_spec(name) is None]
     if missing:
-        raise CommandError(f"training needs {', '.join(missing)}: install the training extra, "
-                           "pip install 'vqtoken[train]'")
+        raise CommandError(
+            f"training needs {', '.join(missing)}: install the training extra, pip install 'vqtoken[train]'"
+        )
     from ..training.config import load_config
 
     # the training log is the console output of this command, whatever the global verbosity
@@ -42,6 +53,10 @@ def run(args) -> int:
 
     result = train(config)
     logging.getLogger(__name__).info(
-        "Done: %d steps in %.1f s, final loss %.4f, model in %s", result.steps, result.seconds,
-        result.losses[-1] if result.losses else float("nan"), result.final_model_dir)
+        "Done: %d steps in %.1f s, final loss %.4f, model in %s",
+        result.steps,
+        result.seconds,
+        result.losses[-1] if result.losses else float("nan"),
+        result.final_model_dir,
+    )
     return 0

@@ -1,4 +1,4 @@
-"""`vqtoken visualize VIDEO --out PNG`: the sampled frames with every patch tinted by its cluster, and cluster sizes."""
+"""`vqtoken visualize VIDEO --out PNG`: the sampled frames, each patch tinted by its cluster, and the cluster sizes."""
 
 import json
 from pathlib import Path
@@ -32,8 +32,9 @@ def run(args) -> int:
     with progress(args, 4, "loading the model") as bar:
         model, processor, label = load_model(args)
         if model.config.vqtoken_mode == "off":
-            raise CommandError(f"{label} has vqtoken_mode 'off', which does not cluster: pass --mode centroids or "
-                               "--mode attention")
+            raise CommandError(
+                f"{label} has vqtoken_mode 'off', which does not cluster: pass --mode centroids or --mode attention"
+            )
         bar.update(1)
         bar.set_description("decoding the video")
         decoded = decode_videos([str(video)], args.frames or processor.default_num_frames)[0]
@@ -44,14 +45,23 @@ def run(args) -> int:
         bar.set_description("drawing")
         save_atomically(draw_clusters(clusters, title=label), out)
         bar.update(1)
-    report = {"video": str(video), "out": str(out), "model": args.model, "model_label": label,
-              "num_frames": int(clusters.frames.shape[0]), "grid": int(clusters.index_map.shape[1]),
-              "num_clusters": clusters.num_clusters, "cluster_sizes": clusters.cluster_sizes}
+    report = {
+        "video": str(video),
+        "out": str(out),
+        "model": args.model,
+        "model_label": label,
+        "num_frames": int(clusters.frames.shape[0]),
+        "grid": int(clusters.index_map.shape[1]),
+        "num_clusters": clusters.num_clusters,
+        "cluster_sizes": clusters.cluster_sizes,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"VQToken - {label}")
-        print(f"wrote {out}: {report['num_frames']} frames of {report['grid']}x{report['grid']} patches, "
-              f"K = {clusters.num_clusters} clusters of {min(clusters.cluster_sizes)}..{max(clusters.cluster_sizes)} "
-              "tokens")
+        print(
+            f"wrote {out}: {report['num_frames']} frames of {report['grid']}x{report['grid']} patches, "
+            f"K = {clusters.num_clusters} clusters of {min(clusters.cluster_sizes)}..{max(clusters.cluster_sizes)} "
+            "tokens"
+        )
     return 0

@@ -40,16 +40,36 @@ SOURCE_MODEL_TYPES = ("llava_qwen", "llava", "qwen2")
 SOURCE_LAYOUT_KEYS = ("model.mm_projector.0.weight", "model.embed_tokens.weight")
 
 # Fields of the LLaVA-Qwen config.json that describe the language model.
-TEXT_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads")
-TEXT_OPTIONAL = ("hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps", "use_cache",
-                 "rope_theta", "rope_scaling", "use_sliding_window", "sliding_window", "max_window_layers",
-                 "attention_dropout", "bos_token_id", "eos_token_id", "pad_token_id")
+TEXT_REQUIRED = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
+TEXT_OPTIONAL = (
+    "hidden_act",
+    "max_position_embeddings",
+    "initializer_range",
+    "rms_norm_eps",
+    "use_cache",
+    "rope_theta",
+    "rope_scaling",
+    "use_sliding_window",
+    "sliding_window",
+    "max_window_layers",
+    "attention_dropout",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+)
 VISION_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads", "patch_size", "image_size")
 
 
-def load_vision_config(vision_config: str | None, tower: str, revision: str | None = None,
-                       token: str | bool | None = None) -> tuple[dict, int | None, str]:
+def load_vision_config(
+    vision_config: str | None, tower: str, revision: str | None = None, token: str | bool | None = None
+) -> tuple[dict, int | None, str]:
     """
     Sizes of the SigLIP tower: from `--vision-config` (a JSON file, a folder or a Hub id holding `config.json`; a full
     SigLIP config's `vision_config` is used) or from the table of known towers.
@@ -79,8 +99,9 @@ def load_vision_config(vision_config: str | None, tower: str, revision: str | No
     if missing:
         raise ConversionError(f"--vision-config {vision_config!r} lacks {missing}.")
     if data.get("model_type", "siglip_vision_model") not in ("siglip_vision_model", "siglip"):
-        raise ConversionError(f"--vision-config {vision_config!r} is not a SigLIP config (model_type "
-                              f"{data.get('model_type')!r}).")
+        raise ConversionError(
+            f"--vision-config {vision_config!r} is not a SigLIP config (model_type {data.get('model_type')!r})."
+        )
     keep = ("hidden_act", "layer_norm_eps", "attention_dropout", "num_channels", "num_hidden_layers") + VISION_FIELDS
     return {k: data[k] for k in keep if k in data}, None, f"{tower} (sizes from {vision_config})"
 
@@ -110,8 +131,15 @@ def check_source_family(source_config: dict, tensors: dict[str, torch.Tensor]):
         )
 
 
-def build_config(source_config: dict, tensors: dict[str, torch.Tensor], processor, vision_fields: dict,
-                 expected_kept_layers: int | None, vqtoken_settings: dict, dtype: torch.dtype):
+def build_config(
+    source_config: dict,
+    tensors: dict[str, torch.Tensor],
+    processor,
+    vision_fields: dict,
+    expected_kept_layers: int | None,
+    vqtoken_settings: dict,
+    dtype: torch.dtype,
+):
     """
     The [`VQTokenLlavaOnevisionConfig`] of the converted model.
 
@@ -130,8 +158,10 @@ def build_config(source_config: dict, tensors: dict[str, torch.Tensor], processo
     heads = settings.pop("vqtoken_attention_heads", RELEASED_VQ_ATTENTION_HEADS)
     linear1 = tensors.get("model.cross_attention.transformer_decoder.layers.0.linear1.weight")
     if linear1 is None:
-        raise ConversionError("The checkpoint has no VQ-Attention feed-forward "
-                              "(model.cross_attention.transformer_decoder.layers.0.linear1.weight).")
+        raise ConversionError(
+            "The checkpoint has no VQ-Attention feed-forward "
+            "(model.cross_attention.transformer_decoder.layers.0.linear1.weight)."
+        )
     try:
         config = VQTokenLlavaOnevisionConfig(
             vision_config=vision_config,
@@ -175,28 +205,34 @@ def check_source_architecture(source_config: dict):
     if merge != "spatial_unpad":
         raise ConversionError(f"Only mm_patch_merge_type 'spatial_unpad' (OneVision) is supported, got {merge!r}.")
     if source_config.get("mm_vision_select_feature", "patch") != "patch":
-        raise ConversionError("Only mm_vision_select_feature 'patch' is supported, got "
-                              f"{source_config.get('mm_vision_select_feature')!r}.")
+        raise ConversionError(
+            "Only mm_vision_select_feature 'patch' is supported, got "
+            f"{source_config.get('mm_vision_select_feature')!r}."
+        )
     pinpoints = source_config.get("image_grid_pinpoints")
     if not isinstance(pinpoints, list) or not pinpoints:
         raise ConversionError("The source config.json has no image_grid_pinpoints list.")
 
 
-def build_vision_config(source_config: dict, tensors: dict[str, torch.Tensor], vision_fields: dict,
-                        expected_kept_layers: int | None) -> dict:
+def build_vision_config(
+    source_config: dict, tensors: dict[str, torch.Tensor], vision_fields: dict, expected_kept_layers: int | None
+) -> dict:
     """The SigLIP configuration: sizes from `vision_fields`, as many layers as the checkpoint keeps, no head."""
     kept_layers = count_vision_layers(tensors)
     if expected_kept_layers is not None and kept_layers != expected_kept_layers:
-        raise ConversionError(f"The known tower keeps {expected_kept_layers} encoder layers, the checkpoint holds "
-                              f"{kept_layers}.")
+        raise ConversionError(
+            f"The known tower keeps {expected_kept_layers} encoder layers, the checkpoint holds {kept_layers}."
+        )
     full_layers = vision_fields.get("num_hidden_layers")
     if full_layers is not None and kept_layers > full_layers:
-        raise ConversionError(f"The checkpoint holds {kept_layers} vision layers, more than the {full_layers} of "
-                              "--vision-config.")
+        raise ConversionError(
+            f"The checkpoint holds {kept_layers} vision layers, more than the {full_layers} of --vision-config."
+        )
     mm_hidden = source_config.get("mm_hidden_size")
     if mm_hidden is not None and mm_hidden != vision_fields["hidden_size"]:
-        raise ConversionError(f"mm_hidden_size ({mm_hidden}) differs from the vision hidden size "
-                              f"({vision_fields['hidden_size']}).")
+        raise ConversionError(
+            f"mm_hidden_size ({mm_hidden}) differs from the vision hidden size ({vision_fields['hidden_size']})."
+        )
     return {
         **{k: v for k, v in vision_fields.items() if k != "num_hidden_layers"},
         "model_type": "siglip_vision_model",
@@ -219,8 +255,9 @@ def build_text_config(source_config: dict, tensors: dict[str, torch.Tensor]) -> 
         raise ConversionError(f"The checkpoint has no {SOURCE_EMBED_KEY!r}.")
     rows = tensors[SOURCE_EMBED_KEY].shape[0]
     if rows != text_config["vocab_size"]:
-        raise ConversionError(f"config.json says vocab_size {text_config['vocab_size']} but {SOURCE_EMBED_KEY} has "
-                              f"{rows} rows.")
+        raise ConversionError(
+            f"config.json says vocab_size {text_config['vocab_size']} but {SOURCE_EMBED_KEY} has {rows} rows."
+        )
     return text_config
 
 
@@ -239,8 +276,10 @@ def placeholder_token_ids(processor, vocab_size: int) -> dict[str, int]:
             )
         token_ids[kind] = token_id
     if len(tokenizer) > vocab_size:
-        raise ConversionError(f"The processor's tokenizer has {len(tokenizer)} tokens, more than the {vocab_size} rows "
-                              "of the embedding matrix (no silent resize).")
+        raise ConversionError(
+            f"The processor's tokenizer has {len(tokenizer)} tokens, more than the {vocab_size} rows "
+            "of the embedding matrix (no silent resize)."
+        )
     return token_ids
 
 
@@ -286,8 +325,9 @@ def build_processor(source, config, image_aspect_ratio: str | None):
         size = dict(size) if size is not None else {}
         sides = {size.get("height"), size.get("width")} - {None}
         if sides and sides != {image_size}:
-            raise ConversionError(f"The processor's {part} resizes to {size}, the vision tower expects "
-                                  f"{image_size}x{image_size}.")
+            raise ConversionError(
+                f"The processor's {part} resizes to {size}, the vision tower expects {image_size}x{image_size}."
+            )
     source.image_processor.image_grid_pinpoints = [list(p) for p in config.image_grid_pinpoints]
     return VQTokenLlavaOnevisionProcessor.from_onevision_processor(
         source,

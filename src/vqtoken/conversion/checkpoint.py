@@ -14,8 +14,12 @@ from .report import ConversionError
 logger = logging.getLogger(__name__)
 
 
-def resolve_folder(name_or_path: str, revision: str | None = None, token: str | bool | None = None,
-                   allow_patterns: list[str] | None = None) -> Path:
+def resolve_folder(
+    name_or_path: str,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    allow_patterns: list[str] | None = None,
+) -> Path:
     """A local folder as-is; otherwise a Hub id downloaded with `snapshot_download` (token from the usual login)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -95,7 +99,9 @@ def _read_pickle_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict
         try:
             state = torch.load(folder / name, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise ConversionError(f"Cannot read {folder / name} with torch.load(weights_only=True): {error}") from error
+            raise ConversionError(
+                f"Cannot read {folder / name} with torch.load(weights_only=True): {error}"
+            ) from error
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ConversionError(f"{folder / name} does not hold a flat dictionary of tensors.")
         for key, value in state.items():

@@ -79,17 +79,27 @@ def convert_checkpoint(
         raise ConversionError(f"{output} already exists (pass overwrite=True / --overwrite to replace it).")
     source = read_source(checkpoint, revision, token, vision_config)
     weights_dtype = target_dtype(dtype, source.tensors)
-    processor_folder = resolve_folder(processor, processor_revision, token,
-                                      ["*.json", "*.jinja", "*.txt", "*.model", "tokenizer*"])
+    processor_folder = resolve_folder(
+        processor, processor_revision, token, ["*.json", "*.jinja", "*.txt", "*.model", "tokenizer*"]
+    )
     source_processor = load_source_processor(processor_folder, processor)
     settings = {**(vqtoken_settings or {}), "vqtoken_attention_heads": vq_attention_heads}
-    config = build_config(source.config, source.tensors, source_processor, source.vision_fields, source.kept_layers,
-                          settings, weights_dtype)
+    config = build_config(
+        source.config,
+        source.tensors,
+        source_processor,
+        source.vision_fields,
+        source.kept_layers,
+        settings,
+        weights_dtype,
+    )
     vq_processor = build_processor(source_processor, config, source.config.get("image_aspect_ratio"))
     if vq_processor.tokenizer.convert_tokens_to_ids(vq_processor.video_token) != config.video_token_id:
         raise ConversionError("The processor's video token differs from the tokenizer's.")
     model, sources, dropped = build_model(config, source.tensors, weights_dtype)
-    model.generation_config = build_generation_config([source.folder, processor_folder], config, vq_processor.tokenizer)
+    model.generation_config = build_generation_config(
+        [source.folder, processor_folder], config, vq_processor.tokenizer
+    )
 
     report = ConversionReport(
         source=checkpoint,
@@ -106,8 +116,11 @@ def convert_checkpoint(
         tied_embeddings=bool(config.tie_word_embeddings),
         vqtoken={name: getattr(config, name) for name in config.vqtoken_setting_names()},
     )
-    card = {"repo_id": repo_id or f"your-org/{output.name}", "processor": processor,
-            "license": license or _source_license(source.folder) or "other"}
+    card = {
+        "repo_id": repo_id or f"your-org/{output.name}",
+        "processor": processor,
+        "license": license or _source_license(source.folder) or "other",
+    }
     with _folder_replacing(output) as partial:
         model.save_pretrained(str(partial), max_shard_size=max_shard_size)
         vq_processor.save_pretrained(str(partial))
@@ -115,7 +128,9 @@ def convert_checkpoint(
         _write_model_card(partial, report, source, config, revision, **card)
         if verify:
             report.verification = verify_converted_folder(
-                partial, weights_dtype, source.folder,
+                partial,
+                weights_dtype,
+                source.folder,
                 {key: [source.origin[source_key], source_key] for key, source_key in sources.items()},
                 block_modules=verify_block_modules,
             )
@@ -173,21 +188,32 @@ def build_model(config, tensors: dict[str, torch.Tensor], dtype: torch.dtype):
     return model, sources, dropped
 
 
-def _write_model_card(folder: Path, report: ConversionReport, source: SourceCheckpoint, config, revision, *,
-                      repo_id: str, processor: str, license: str):
+def _write_model_card(
+    folder: Path,
+    report: ConversionReport,
+    source: SourceCheckpoint,
+    config,
+    revision,
+    *,
+    repo_id: str,
+    processor: str,
+    license: str,
+):
     from ..model_card import model_card
 
-    (folder / "README.md").write_text(model_card(
-        repo_id=repo_id,
-        source=report.source,
-        source_revision=revision,
-        processor=processor,
-        vision_tower=source.tower,
-        dtype=report.dtype,
-        parameters=report.parameters,
-        config=config,
-        license=license,
-    ))
+    (folder / "README.md").write_text(
+        model_card(
+            repo_id=repo_id,
+            source=report.source,
+            source_revision=revision,
+            processor=processor,
+            vision_tower=source.tower,
+            dtype=report.dtype,
+            parameters=report.parameters,
+            config=config,
+            license=license,
+        )
+    )
 
 
 @contextlib.contextmanager

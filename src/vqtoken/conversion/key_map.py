@@ -28,8 +28,8 @@ RELEASED_PREFIXES = (
 )
 RELEASED_EXACT = {"model.image_newline": "model.image_newline"}
 
-# Released tensors the model cannot use by design: dropped, and listed in the conversion report. LLaVA-NeXT replaces the
-# SigLIP head by an identity, but a source saved from a stock SigLIP may still carry it.
+# Released tensors the model cannot use by design: dropped, and listed in the conversion report. LLaVA-NeXT replaces
+# the SigLIP head by an identity, but a source saved from a stock SigLIP may still carry it.
 DROPPED_SOURCE_PREFIXES = ("model.vision_tower.vision_tower.vision_model.head.",)
 
 EMBED_KEY = "model.language_model.embed_tokens.weight"
@@ -52,7 +52,7 @@ def map_released_key(key: str, vision_prefix: str) -> str | None:
         return RELEASED_EXACT[key]
     for source, target in RELEASED_PREFIXES:
         if key.startswith(source):
-            return target.replace("{vision}", vision_prefix) + key[len(source):]
+            return target.replace("{vision}", vision_prefix) + key[len(source) :]
     return None
 
 
@@ -61,14 +61,17 @@ def count_vision_layers(tensors: dict[str, torch.Tensor]) -> int:
     pattern = re.compile(re.escape(SOURCE_VISION_PREFIX) + r"encoder\.layers\.(\d+)\.")
     layers = {int(m.group(1)) for key in tensors if (m := pattern.match(key))}
     if not layers:
-        raise ConversionError(f"The checkpoint holds no vision encoder layers ({SOURCE_VISION_PREFIX}encoder.layers.*).")
+        raise ConversionError(
+            f"The checkpoint holds no vision encoder layers ({SOURCE_VISION_PREFIX}encoder.layers.*)."
+        )
     if layers != set(range(len(layers))):
         raise ConversionError(f"Vision encoder layers are not numbered 0..n-1: found {sorted(layers)}.")
     return len(layers)
 
 
-def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, torch.Size], tied: bool,
-                   dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+def map_state_dict(
+    tensors: dict[str, torch.Tensor], model_shapes: dict[str, torch.Size], tied: bool, dtype: torch.dtype
+) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
     """
     Renames every source tensor to our name and checks the result against the model.
 
@@ -80,8 +83,11 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
     vision_prefix = vision_prefix_of(model_shapes)
     cross = [key for key in tensors if key.startswith("model.cross_attention.")]
     if len(cross) != RELEASED_CROSS_ATTENTION_TENSORS:
-        logger.warning("The checkpoint holds %d model.cross_attention.* tensors; the release has %d.", len(cross),
-                       RELEASED_CROSS_ATTENTION_TENSORS)
+        logger.warning(
+            "The checkpoint holds %d model.cross_attention.* tensors; the release has %d.",
+            len(cross),
+            RELEASED_CROSS_ATTENTION_TENSORS,
+        )
     state, sources, unmapped = {}, {}, []
     dropped = sorted(key for key in tensors if key.startswith(DROPPED_SOURCE_PREFIXES))
     for key, tensor in tensors.items():
@@ -98,7 +104,9 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
         problems.append(f"{len(unmapped)} source tensor(s) have no place in the model: {sorted(unmapped)}")
     if SOURCE_LM_HEAD_KEY in tensors and tied:
         if not torch.equal(tensors[SOURCE_LM_HEAD_KEY], tensors.get(SOURCE_EMBED_KEY)):
-            problems.append("config.json ties the embeddings but lm_head.weight differs from model.embed_tokens.weight")
+            problems.append(
+                "config.json ties the embeddings but lm_head.weight differs from model.embed_tokens.weight"
+            )
         state.pop(LM_HEAD_KEY, None)
         sources.pop(LM_HEAD_KEY, None)
     if tied and EMBED_KEY in state:
@@ -111,7 +119,8 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
         problems.append(f"{len(unfilled)} model tensor(s) left unfilled: {unfilled}")
     wrong = sorted(
         f"{sources[key]} {list(state[key].shape)} -> {key} {list(model_shapes[key])}"
-        for key in state if key in model_shapes and state[key].shape != model_shapes[key]
+        for key in state
+        if key in model_shapes and state[key].shape != model_shapes[key]
     )
     if wrong:
         problems.append(f"{len(wrong)} shape(s) do not agree with the configuration: {wrong}")
@@ -119,7 +128,9 @@ def map_state_dict(tensors: dict[str, torch.Tensor], model_shapes: dict[str, tor
     if not_float:
         problems.append(f"non-floating-point tensors: {not_float}")
     if problems:
-        raise ConversionError("The checkpoint does not fit the released VQToken layout:\n  - " + "\n  - ".join(problems))
+        raise ConversionError(
+            "The checkpoint does not fit the released VQToken layout:\n  - " + "\n  - ".join(problems)
+        )
     if dropped:
         logger.info("Dropped %d source tensors the model does not use: %s", len(dropped), dropped)
     return {key: tensor.to(dtype) for key, tensor in state.items()}, sources, dropped

@@ -47,13 +47,20 @@ class ConversionReport:
             f"tensors mapped    {self.tensors_mapped} of {self.source_tensors} source tensors"
             + (" (lm_head tied to embed_tokens)" if self.tied_embeddings else ""),
             f"tensors dropped   {len(self.dropped_tensors)}"
-            + (f" (not used by the model by design: {', '.join(self.dropped_tensors)})" if self.dropped_tensors else ""),
+            + (
+                f" (not used by the model by design: {', '.join(self.dropped_tensors)})"
+                if self.dropped_tensors
+                else ""
+            ),
             f"parameters        {self.parameters:,}",
             f"dtype             {self.dtype}",
             "vqtoken           " + ", ".join(f"{k}={v}" for k, v in sorted(self.vqtoken.items())),
             f"verification      {self.verification.get('status', 'not run')}"
-            + (f" ({self.verification['tensors_compared']} tensors compared after a clean remote-code reload)"
-               if "tensors_compared" in self.verification else ""),
+            + (
+                f" ({self.verification['tensors_compared']} tensors compared after a clean remote-code reload)"
+                if "tensors_compared" in self.verification
+                else ""
+            ),
             "files:",
         ]
         for name, info in sorted(self.files.items()):

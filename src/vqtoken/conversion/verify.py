@@ -38,8 +38,14 @@ def block_imports(names) -> None:
     sys.meta_path[:] = [finder for finder in sys.meta_path if not type(finder).__module__.startswith(names)]
 
 
-def verify_converted_folder(folder: str | os.PathLike, dtype=None, source_folder: str | os.PathLike | None = None,
-                            sources: dict | None = None, block_modules=("vqtoken",), timeout: float = 1800) -> dict:
+def verify_converted_folder(
+    folder: str | os.PathLike,
+    dtype=None,
+    source_folder: str | os.PathLike | None = None,
+    sources: dict | None = None,
+    block_modules=("vqtoken",),
+    timeout: float = 1800,
+) -> dict:
     """
     Reloads `folder` through the Auto classes with `trust_remote_code=True` in a fresh Python process in which
     `block_modules` cannot be imported, and, when `sources` (`{our_key: [source_file, source_key]}`) is given, compares
@@ -59,13 +65,20 @@ def verify_converted_folder(folder: str | os.PathLike, dtype=None, source_folder
         spec_file = Path(scratch) / "spec.json"
         spec_file.write_text(json.dumps(spec))
         environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(Path(scratch) / "modules")}
-        process = subprocess.run([sys.executable, "-m", __name__, str(spec_file)], cwd=scratch, env=environment,
-                                 capture_output=True, text=True, timeout=timeout)
+        process = subprocess.run(
+            [sys.executable, "-m", __name__, str(spec_file)],
+            cwd=scratch,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     lines = [line for line in process.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if process.returncode != 0 or not lines:
-        raise ConversionError(f"Reloading {folder} with trust_remote_code=True in a clean process failed:\n"
-                              f"{process.stderr[-4000:]}")
-    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+        raise ConversionError(
+            f"Reloading {folder} with trust_remote_code=True in a clean process failed:\n{process.stderr[-4000:]}"
+        )
+    result = json.loads(lines[-1][len(RESULT_PREFIX) :])
     if result["problems"]:
         raise ConversionError(f"Verification of {folder} failed:\n  - " + "\n  - ".join(result["problems"][:50]))
     if "transformers_modules" not in result["model_class"]:
@@ -106,7 +119,11 @@ def check_folder(spec: dict) -> dict:
                 problems.append(f"{key} missing after reload")
                 continue
             expected = read(file, source_key).to(dtype)
-            if state[key].dtype != dtype or state[key].shape != expected.shape or not torch.equal(state[key], expected):
+            if (
+                state[key].dtype != dtype
+                or state[key].shape != expected.shape
+                or not torch.equal(state[key], expected)
+            ):
                 problems.append(f"{key} differs from source {source_key}")
             compared += 1
     return {
@@ -119,7 +136,7 @@ def check_folder(spec: dict) -> dict:
 
 
 def _source_reader(source_folder: Path):
-    """`read(file, key)`: one source tensor, from safetensors (opened once) or a pickle (loaded once, memory-mapped)."""
+    """`read(file, key)`: one source tensor, from safetensors (opened once) or a pickle (loaded once, mmapped)."""
     import torch
     from safetensors import safe_open
 

@@ -140,9 +140,13 @@ class TrainingConfig:
         if not self.train.parts:
             raise TrainingConfigError("train.parts is empty: name at least one part to train.")
         if self.train.mixed_precision not in ("no", "bf16", "fp16"):
-            raise TrainingConfigError(f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.train.mixed_precision!r}.")
+            raise TrainingConfigError(
+                f"train.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.train.mixed_precision!r}."
+            )
         if self.model.video_tokens not in ("model", "full"):
-            raise TrainingConfigError(f"model.video_tokens must be 'model' or 'full', got {self.model.video_tokens!r}.")
+            raise TrainingConfigError(
+                f"model.video_tokens must be 'model' or 'full', got {self.model.video_tokens!r}."
+            )
         if self.lora.enabled and "language_model" not in self.train.parts:
             raise TrainingConfigError("lora.enabled needs a learning rate for `language_model` in train.parts.")
         if self.train.per_device_batch_size < 1 or self.train.gradient_accumulation_steps < 1:
@@ -163,11 +167,15 @@ class TrainingConfig:
             names = {f.name for f in dataclasses.fields(section_class)}
             unknown = set(given) - names
             if unknown:
-                raise TrainingConfigError(f"Unknown keys {sorted(unknown)} in section {section.name!r}; known: {sorted(names)}.")
+                raise TrainingConfigError(
+                    f"Unknown keys {sorted(unknown)} in section {section.name!r}; known: {sorted(names)}."
+                )
             sections[section.name] = section_class(**given)
         unknown_sections = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown_sections:
-            raise TrainingConfigError(f"Unknown sections {sorted(unknown_sections)}; known: model, data, train, lora, logging.")
+            raise TrainingConfigError(
+                f"Unknown sections {sorted(unknown_sections)}; known: model, data, train, lora, logging."
+            )
         return cls(**sections)
 
 

@@ -105,14 +105,19 @@ def load_conversation_records(
     skipped = sum(reasons.values())
     if skipped:
         logger.warning(
-            "Skipped %d of %d records: %s", skipped, total, ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+            "Skipped %d of %d records: %s",
+            skipped,
+            total,
+            ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())),
         )
     else:
         logger.info("Loaded %d records, none skipped.", total)
     if max_samples is not None:
         rows = rows[:max_samples]
-    dataset = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict(
-        {"id": [], "video": [], "conversations": []}
+    dataset = (
+        datasets.Dataset.from_list(rows)
+        if rows
+        else datasets.Dataset.from_dict({"id": [], "video": [], "conversations": []})
     )
     dataset.info.description = f"skipped={skipped}"
     return dataset, dict(reasons)
@@ -169,7 +174,9 @@ class VideoConversationCollator:
         self.header_ids = tokenizer.encode(assistant_header, add_special_tokens=False)
         self.end_id = tokenizer.convert_tokens_to_ids(end_of_turn)
         if not self.header_ids or self.end_id is None:
-            raise ValueError(f"The tokenizer cannot encode the assistant header {assistant_header!r} / {end_of_turn!r}.")
+            raise ValueError(
+                f"The tokenizer cannot encode the assistant header {assistant_header!r} / {end_of_turn!r}."
+            )
 
     def answer_mask(self, ids: list[int]) -> list[bool]:
         """True on the tokens of every assistant answer, end-of-turn token included."""

@@ -32,7 +32,7 @@ def apply_lora(model, args):
 
 
 def load_lora_adapter(model, adapter_dir: str):
-    """Puts the adapters saved in `adapter_dir` (by `PeftModel.save_pretrained`) on `model`; returns the `PeftModel`."""
+    """Puts the adapters saved in `adapter_dir` (by `PeftModel.save_pretrained`) on `model`; returns a `PeftModel`."""
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, adapter_dir)

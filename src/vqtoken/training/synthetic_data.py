@@ -129,8 +129,10 @@ def generate_synthetic_dataset(
         spec = random_spec(rng)
         relative = f"videos/{split}_{clip_index:06d}.mp4"
         write_clip(output_dir / relative, render_clip(spec, num_frames=num_frames, height=size), fps=fps, codec=codec)
-        chosen = [question_types[index] for index in rng.choice(len(question_types), size=questions_per_clip,
-                                                                  replace=False).tolist()]
+        chosen = [
+            question_types[index]
+            for index in rng.choice(len(question_types), size=questions_per_clip, replace=False).tolist()
+        ]
         if multi_turn:
             records.append(make_record(f"{split}-{clip_index}", relative, chosen, spec))
         else:
@@ -156,15 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--questions-per-clip", type=int, default=1, help="training questions per clip (1-4)")
-    parser.add_argument("--multi-turn", action="store_true",
-                        help="ask a training clip's questions in one multi-turn record instead of one record each")
+    parser.add_argument(
+        "--multi-turn",
+        action="store_true",
+        help="ask a training clip's questions in one multi-turn record instead of one record each",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    generate_synthetic_dataset(args.output_dir, args.train_clips, questions_per_clip=args.questions_per_clip,
-                               multi_turn=args.multi_turn, num_frames=args.frames, size=args.size, seed=args.seed,
-                               split="train")
-    generate_synthetic_dataset(args.output_dir, args.eval_clips, num_frames=args.frames, size=args.size,
-                               seed=args.seed + 1, split="eval")
+    generate_synthetic_dataset(
+        args.output_dir,
+        args.train_clips,
+        questions_per_clip=args.questions_per_clip,
+        multi_turn=args.multi_turn,
+        num_frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        split="train",
+    )
+    generate_synthetic_dataset(
+        args.output_dir, args.eval_clips, num_frames=args.frames, size=args.size, seed=args.seed + 1, split="eval"
+    )
     return 0
 
 

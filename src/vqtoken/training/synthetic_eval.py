@@ -18,8 +18,14 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate_synthetic(
-    model, processor, jsonl: str | Path, num_frames: int = 8, video_tokens: str = "model", batch_size: int = 16,
-    max_records: int | None = None, max_new_tokens: int = 10,
+    model,
+    processor,
+    jsonl: str | Path,
+    num_frames: int = 8,
+    video_tokens: str = "model",
+    batch_size: int = 16,
+    max_records: int | None = None,
+    max_new_tokens: int = 10,
 ) -> dict:
     """
     Asks the first question of every record of a synthetic JSONL file (see [`~vqtoken.training.synthetic_data`]) and

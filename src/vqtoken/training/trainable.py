@@ -95,8 +95,9 @@ def part_modules(model: VQTokenLlavaOnevisionForConditionalGeneration) -> dict[s
     which FSDP's sharded checkpoints then cannot load).
     """
     inner = model.model
-    vision_tower = [module for name, module in inner.vision_tower.named_children()
-                    if name not in UNUSED_VISION_TOWER_CHILDREN]
+    vision_tower = [
+        module for name, module in inner.vision_tower.named_children() if name not in UNUSED_VISION_TOWER_CHILDREN
+    ]
     return {
         "vq_attention": [inner.vq_attention],
         "projector": [inner.multi_modal_projector, inner.image_newline],
@@ -129,8 +130,11 @@ def select_trainable_parameters(
         raise ValueError(f"Unknown parts {sorted(unknown)}; choose among {PARTS}.")
     parts = dict(parts)
     if "vq_attention" in parts and (model.config.vqtoken_mode != "attention" or video_tokens != "model"):
-        logger.warning("`vq_attention` is in train.parts but does not run (vqtoken_mode %r, video_tokens %r): it "
-                       "stays frozen.", model.config.vqtoken_mode, video_tokens)
+        logger.warning(
+            "`vq_attention` is in train.parts but does not run (vqtoken_mode %r, video_tokens %r): it stays frozen.",
+            model.config.vqtoken_mode,
+            video_tokens,
+        )
         parts.pop("vq_attention")
     if not parts:
         raise ValueError("No part of train.parts runs in this configuration: nothing would train.")
@@ -153,8 +157,13 @@ def select_trainable_parameters(
         if not params:
             raise ValueError(f"Part {name!r} has no parameters to train.")
         groups.append({"params": params, "lr": float(parts[name]), "name": name})
-        logger.info("Training %s: %d tensors, %d parameters, lr %g", name, len(params),
-                    sum(p.numel() for p in params), parts[name])
+        logger.info(
+            "Training %s: %d tensors, %d parameters, lr %g",
+            name,
+            len(params),
+            sum(p.numel() for p in params),
+            parts[name],
+        )
     return groups
 
 
@@ -167,21 +176,30 @@ class VQTokenTrainingModule(nn.Module):
     video_tokens: `"model"` (the configured `vqtoken_mode`) or `"full"` (all projected tokens, no compression).
     """
 
-    def __init__(self, model: VQTokenLlavaOnevisionForConditionalGeneration, pad_token_id: int, video_tokens: str = "model"):
+    def __init__(
+        self, model: VQTokenLlavaOnevisionForConditionalGeneration, pad_token_id: int, video_tokens: str = "model"
+    ):
         super().__init__()
         self.model = model
         self.pad_token_id = int(pad_token_id)
         self.video_tokens = video_tokens
 
     def forward(self, input_ids, attention_mask, labels, pixel_values_videos, **_):
-        encoded = encode_for_generation(self.model, pixel_values_videos.to(self.model.dtype),
-                                        video_tokens=self.video_tokens)
+        encoded = encode_for_generation(
+            self.model, pixel_values_videos.to(self.model.dtype), video_tokens=self.video_tokens
+        )
         input_ids, attention_mask, labels = self.model.align_video_placeholders(
-            input_ids, attention_mask, encoded.visual_tokens, labels=labels, pad_token_id=self.pad_token_id,
+            input_ids,
+            attention_mask,
+            encoded.visual_tokens,
+            labels=labels,
+            pad_token_id=self.pad_token_id,
             padding_side="right",
         )
         outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"video": encoded.video_outputs},
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            mm_encoder_outputs={"video": encoded.video_outputs},
             use_cache=False,
         )
         visual = torch.tensor(encoded.visual_tokens, device=input_ids.device)

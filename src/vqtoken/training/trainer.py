@@ -100,8 +100,15 @@ class _Sinks:
         if not self.enabled:
             return
         if console:
-            logger.info("%s step %d: %s", kind, step, ", ".join(
-                f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in values.items()))
+            logger.info(
+                "%s step %d: %s",
+                kind,
+                step,
+                ", ".join(
+                    f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in values.items()
+                ),
+            )
         if self.jsonl is not None:
             self.jsonl.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
             self.jsonl.flush()
@@ -237,7 +244,9 @@ def _build_datasets(config: TrainingConfig):
             max_samples=data.max_eval_samples,
         )
     train = VideoConversationDataset(train_records, num_frames=data.num_frames)
-    evaluation = VideoConversationDataset(eval_records, num_frames=data.num_frames) if eval_records is not None else None
+    evaluation = (
+        VideoConversationDataset(eval_records, num_frames=data.num_frames) if eval_records is not None else None
+    )
     return train, evaluation, train_skipped
 
 
@@ -287,11 +296,14 @@ def train(config: TrainingConfig) -> TrainResult:
         epoch, within = divmod(step, run.steps_per_epoch)
         run.sampler.set_epoch(epoch)
         accumulation = config.train.gradient_accumulation_steps
-        loader = accelerator.skip_first_batches(run.train_loader, within * accumulation) if within else run.train_loader
+        loader = (
+            accelerator.skip_first_batches(run.train_loader, within * accumulation) if within else run.train_loader
+        )
         batches = iter(loader)
         while within < run.steps_per_epoch and step < run.max_steps:
-            entry, samples, visual = _optimizer_step(config, accelerator, run, [next(batches) for _ in range(accumulation)],
-                                                     step)
+            entry, samples, visual = _optimizer_step(
+                config, accelerator, run, [next(batches) for _ in range(accumulation)], step
+            )
             step += 1
             within += 1
             entry["epoch"] = step / run.steps_per_epoch
@@ -304,8 +316,10 @@ def train(config: TrainingConfig) -> TrainResult:
                 entry["samples_per_second"] = window["samples"] / max(elapsed, 1e-9)
                 sinks.write("train", step, entry)
                 window = {"samples": 0, "start": time.perf_counter(), "visual": 0.0}
-            if run.eval_loader is not None and config.train.eval_every and (
-                step % config.train.eval_every == 0 or step == run.max_steps
+            if (
+                run.eval_loader is not None
+                and config.train.eval_every
+                and (step % config.train.eval_every == 0 or step == run.max_steps)
             ):
                 evaluation = evaluate(run.module, run.eval_loader, accelerator)
                 result.evaluations.append({"step": step, **evaluation})
@@ -335,8 +349,9 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
         from .lora import apply_lora
 
         peft_model = apply_lora(model, config.lora)
-    groups = select_trainable_parameters(model, config.train.parts, lora=config.lora.enabled,
-                                         video_tokens=config.model.video_tokens)
+    groups = select_trainable_parameters(
+        model, config.train.parts, lora=config.lora.enabled, video_tokens=config.model.video_tokens
+    )
     if config.train.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -352,8 +367,11 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
         raise ValueError("No usable training record (see the skipped counts in the log).")
     collator = VideoConversationCollator(processor)
     sampler = EpochShuffleSampler(len(train_set), config.train.seed)
-    loader_kwargs = {"collate_fn": collator, "num_workers": config.data.num_workers,
-                     "persistent_workers": config.data.num_workers > 0}
+    loader_kwargs = {
+        "collate_fn": collator,
+        "num_workers": config.data.num_workers,
+        "persistent_workers": config.data.num_workers > 0,
+    }
     train_loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.train.per_device_batch_size, sampler=sampler, drop_last=True, **loader_kwargs
     )
@@ -384,11 +402,26 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
     if config.train.lr_scheduler == "cosine":
         scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
     else:
-        scheduler = get_scheduler(config.train.lr_scheduler, optimizer, num_warmup_steps=warmup,
-                                  num_training_steps=max_steps)
+        scheduler = get_scheduler(
+            config.train.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps
+        )
     accelerator.register_for_checkpointing(scheduler)
-    return _Run(module, model, peft_model, processor, optimizer, scheduler, [group["name"] for group in groups],
-                sampler, train_loader, eval_loader, len(train_set), skipped, steps_per_epoch, max_steps)
+    return _Run(
+        module,
+        model,
+        peft_model,
+        processor,
+        optimizer,
+        scheduler,
+        [group["name"] for group in groups],
+        sampler,
+        train_loader,
+        eval_loader,
+        len(train_set),
+        skipped,
+        steps_per_epoch,
+        max_steps,
+    )
 
 
 def _resume(config: TrainingConfig, accelerator, output_dir: Path) -> int:
@@ -413,14 +446,27 @@ def _log_start(config: TrainingConfig, accelerator, run: _Run, sinks: _Sinks, st
     skipped = sum(run.skipped.values())
     logger.info(
         "Training %d steps (%d per epoch), global batch %d = %d per device x %d accumulation x %d processes; "
-        "%d training records (%s skipped)", run.max_steps, run.steps_per_epoch,
+        "%d training records (%s skipped)",
+        run.max_steps,
+        run.steps_per_epoch,
         config.train.per_device_batch_size * accumulation * accelerator.num_processes,
-        config.train.per_device_batch_size, accumulation, accelerator.num_processes, run.train_records, skipped,
+        config.train.per_device_batch_size,
+        accumulation,
+        accelerator.num_processes,
+        run.train_records,
+        skipped,
     )
-    sinks.write("data", step, {"distributed": accelerator.distributed_type.value,
-                               "processes": accelerator.num_processes,
-                               "train_records": run.train_records, "skipped_records": skipped,
-                               **{f"skipped_{k.replace(' ', '_')}": v for k, v in run.skipped.items()}})
+    sinks.write(
+        "data",
+        step,
+        {
+            "distributed": accelerator.distributed_type.value,
+            "processes": accelerator.num_processes,
+            "train_records": run.train_records,
+            "skipped_records": skipped,
+            **{f"skipped_{k.replace(' ', '_')}": v for k, v in run.skipped.items()},
+        },
+    )
 
 
 def _optimizer_step(config: TrainingConfig, accelerator, run: _Run, micro_batches: list[dict], step: int):
@@ -459,7 +505,9 @@ def _optimizer_step(config: TrainingConfig, accelerator, run: _Run, micro_batche
                 run.optimizer.step()
                 run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
-    loss_total, samples, visual_total = (accelerator.reduce(value, "sum") for value in (loss_total, samples, visual_total))
+    loss_total, samples, visual_total = (
+        accelerator.reduce(value, "sum") for value in (loss_total, samples, visual_total)
+    )
     entry = {"loss": float(loss_total / tokens.clamp_min(1.0)), "answer_tokens": int(tokens)}
     entry.update({f"lr_{name}": float(lr) for name, lr in zip(run.group_names, run.scheduler.get_last_lr())})
     if grad_norm is not None:
@@ -523,7 +571,8 @@ def evaluate(module, eval_loader, accelerator) -> dict:
         samples += visual.shape[0]
         visual_total += visual.sum().float()
     loss_total, tokens, samples, visual_total = (
-        accelerator.reduce(value, "sum") for value in (loss_total, tokens, samples, visual_total))
+        accelerator.reduce(value, "sum") for value in (loss_total, tokens, samples, visual_total)
+    )
     module.train(was_training)
     return {
         "loss": float(loss_total / tokens.clamp_min(1.0)),

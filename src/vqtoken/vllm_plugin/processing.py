@@ -34,7 +34,7 @@ from vllm.multimodal.parse import (
 )
 from vllm.multimodal.processing import PromptReplacement
 
-from ..cache import CacheError, CachedVideo, check_cached_video, fingerprint_tensors, parse_cached_video
+from ..cache import CachedVideo, CacheError, check_cached_video, fingerprint_tensors, parse_cached_video
 from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from ..modeling.video_io import DEFAULT_NUM_FRAMES
 from .vqt_inputs import VQT_FIELD
@@ -51,7 +51,7 @@ ADAPTIVE_K_MESSAGE = (
     "with it. Either send videos encoded beforehand: `vqtoken encode` writes .vqt files, which carry their own K "
     "(serve with --enable-mm-embeds --limit-mm-per-prompt '{{\"video\": 0}}' and send them as `video_embeds`, see "
     "vqtoken.vllm_plugin.vqt_inputs); or encode frames in vLLM with the fixed K = vqtoken_max_clusters: "
-    "--hf-overrides '{{\"vqtoken_selection_method\": \"fixed\"}}'."
+    '--hf-overrides \'{{"vqtoken_selection_method": "fixed"}}\'.'
 )
 
 

@@ -1,21 +1,21 @@
 """Video loading for VQToken: frame sampling from files, file objects and frame arrays.
 
-This file ships with the model code (``trust_remote_code``): relative imports only, PyAV optional.
+This file ships with the model code (`trust_remote_code`): relative imports only, PyAV optional.
 
-The single entry point is :func:`load_video`, which returns a :class:`DecodedVideo`
-holding only the sampled frames as an RGB ``uint8`` array ``[T, H, W, 3]``.
+The single entry point is [`load_video`], which returns a [`DecodedVideo`]
+holding only the sampled frames as an RGB `uint8` array `[T, H, W, 3]`.
 
 Sampling policies (exactly one applies per call):
 
-* ``num_frames=N`` (the default, N=32 as in the released VQToken models): source frame
-  indices ``round(linspace(0, total - 1, N))`` over the whole clip.  Clips shorter than
-  ``N`` frames give repeated frames, so the result still has ``N`` frames.
-* ``fps=F``: one frame every ``1/F`` seconds of presentation time, starting at the first
+* `num_frames=N` (the default, N=32 as in the released VQToken models): source frame
+  indices `round(linspace(0, total - 1, N))` over the whole clip.  Clips shorter than
+  `N` frames give repeated frames, so the result still has `N` frames.
+* `fps=F`: one frame every `1/F` seconds of presentation time, starting at the first
   frame; each target time takes the frame on screen at that moment (the last frame whose
-  timestamp is ``<=`` the target).  A frame is never returned twice, so asking for more
+  timestamp is `<=` the target).  A frame is never returned twice, so asking for more
   than the source frame rate returns every frame once.
 
-How files are decoded (see :func:`load_video` for the reasoning):
+How files are decoded (see [`load_video`] for the reasoning):
 
 1. *Index pass*: demux the video stream's packets without decoding them and record each
    packet's presentation timestamp.  This gives the exact frame count and the exact
@@ -48,10 +48,10 @@ except ImportError:  # pragma: no cover - exercised only where PyAV is absent
 logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_FRAMES = 32
-"""Frames sampled per clip when neither ``num_frames`` nor ``fps`` is given (VQToken release)."""
+"""Frames sampled per clip when neither `num_frames` nor `fps` is given (VQToken release)."""
 
 FRAME_LAYOUT = "channels_last"
-"""The layout of every decoded frame, ``[H, W, 3]``, given to processors as ``input_data_format``: they cannot infer
+"""The layout of every decoded frame, `[H, W, 3]`, given to processors as `input_data_format`: they cannot infer
 it from a frame 1 to 3 pixels high and would read such a frame channels-first."""
 
 VideoSource = Union[str, os.PathLike, BinaryIO, np.ndarray, Sequence[np.ndarray]]
@@ -66,15 +66,15 @@ class DecodedVideo:
     """Sampled frames of a video and where they came from.
 
     Attributes:
-        frames: ``uint8`` array ``[T, H, W, 3]``, RGB, displayed upright (container
-            rotation applied).  ``T`` is the number of sampled frames.
-        timestamps: ``T`` presentation times in seconds, relative to the first frame of
-            the source.  For arrays without ``source_fps`` the frame rate is unknown and
+        frames: `uint8` array `[T, H, W, 3]`, RGB, displayed upright (container
+            rotation applied).  `T` is the number of sampled frames.
+        timestamps: `T` presentation times in seconds, relative to the first frame of
+            the source.  For arrays without `source_fps` the frame rate is unknown and
             the times are frame indices (i.e. seconds at an assumed 1 frame per second).
-        indices: ``T`` source frame indices (0-based, in presentation order).
-        fps: average frame rate of the source, ``None`` for arrays without ``source_fps``.
+        indices: `T` source frame indices (0-based, in presentation order).
+        fps: average frame rate of the source, `None` for arrays without `source_fps`.
         duration: length of the source in seconds (frame count for arrays without
-            ``source_fps``, see ``timestamps``).  For a file cut short this is the length
+            `source_fps`, see `timestamps`).  For a file cut short this is the length
             the container declares, not the part that could be read.
         num_source_frames: number of frames in the source: counted from the packets for
             files, or declared by the container when the file is cut short.
@@ -96,14 +96,14 @@ class DecodedVideo:
 
 
 def uniform_indices(total: int, num_frames: int) -> list[int]:
-    """Indices ``round(linspace(0, total - 1, num_frames))``; repeats when ``total < num_frames``.
+    """Indices `round(linspace(0, total - 1, num_frames))`; repeats when `total < num_frames`.
 
     Args:
         total: number of source frames (>= 1).
         num_frames: number of indices to return (>= 1).
 
     Returns:
-        ``num_frames`` non-decreasing indices in ``[0, total - 1]``.
+        `num_frames` non-decreasing indices in `[0, total - 1]`.
     """
     if total < 1 or num_frames < 1:
         raise ValueError(f"total and num_frames must be >= 1, got {total} and {num_frames}")
@@ -111,18 +111,18 @@ def uniform_indices(total: int, num_frames: int) -> list[int]:
 
 
 def fps_indices(frame_times: Sequence[float], duration: float, fps: float) -> list[int]:
-    """Indices of the frames on screen at times ``0, 1/fps, 2/fps, ... < duration``.
+    """Indices of the frames on screen at times `0, 1/fps, 2/fps, ... < duration`.
 
     Args:
         frame_times: presentation time in seconds of each source frame, ascending,
-            starting at 0 (index ``i`` is frame ``i``).  May cover less than
-            ``duration`` when the source is cut short.
+            starting at 0 (index `i` is frame `i`).  May cover less than
+            `duration` when the source is cut short.
         duration: length of the source in seconds.
         fps: sampling rate in frames per second of video time (> 0).
 
     Returns:
         Strictly increasing frame indices.  A target time past the last available frame's
-        display interval maps to ``len(frame_times)`` (a frame that cannot be decoded), so
+        display interval maps to `len(frame_times)` (a frame that cannot be decoded), so
         callers can count what was lost; that index is returned at most once.
     """
     if fps <= 0:
@@ -142,10 +142,10 @@ def fps_indices(frame_times: Sequence[float], duration: float, fps: float) -> li
 
 
 def _frames_end(frame_times: Sequence[float], duration: float, single_frame_period: float) -> float:
-    """End (seconds) of the display interval of the last frame in ``frame_times``.
+    """End (seconds) of the display interval of the last frame in `frame_times`.
 
-    The last frame lasts the average spacing of the frames (``single_frame_period`` when
-    there is only one), capped at ``duration``.
+    The last frame lasts the average spacing of the frames (`single_frame_period` when
+    there is only one), capped at `duration`.
     """
     if not frame_times:
         return 0.0
@@ -157,7 +157,7 @@ def _frames_end(frame_times: Sequence[float], duration: float, single_frame_peri
 
 
 def _check_policy(num_frames: int | None, fps: float | None) -> int | None:
-    """Validate the sampling policy; return the resolved ``num_frames`` (None in fps mode)."""
+    """Validate the sampling policy; return the resolved `num_frames` (None in fps mode)."""
     if num_frames is not None and fps is not None:
         raise ValueError(
             f"give either num_frames ({num_frames}) or fps ({fps}), not both: "
@@ -180,10 +180,10 @@ def _check_policy(num_frames: int | None, fps: float | None) -> int | None:
 
 
 def _as_rgb_array(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """Convert ``[T,H,W]``, ``[T,H,W,1]``, ``[T,H,W,3]`` or ``[T,H,W,4]`` uint8 to ``[T,H,W,3]``.
+    """Convert `[T,H,W]`, `[T,H,W,1]`, `[T,H,W,3]` or `[T,H,W,4]` uint8 to `[T,H,W,3]`.
 
     A list of frames is stacked first (every frame must have the same shape).  Alpha is
-    dropped (as PIL's ``convert("RGB")`` does); grayscale is repeated over 3 channels.
+    dropped (as PIL's `convert("RGB")` does); grayscale is repeated over 3 channels.
     """
     if isinstance(frames, np.ndarray):
         array = frames
@@ -248,7 +248,7 @@ class _StreamIndex:
     """Result of the packet (index) pass over one video stream."""
 
     keys: list[int]  # sorted presentation timestamps (stream time base), or 0..n-1 if none
-    has_pts: bool  # False: ``keys`` are decode ordinals, timestamps come from the frame rate
+    has_pts: bool  # False: `keys` are decode ordinals, timestamps come from the frame rate
     frame_times: list[float]  # seconds since the first frame, per key
     num_packets: int  # all packets seen, including ones flagged for discard
     broken: str | None  # demuxer error that ended the pass early, if any
@@ -354,7 +354,7 @@ def _video_stream(container, name: str):
 
 
 def _index_stream(container, stream) -> _StreamIndex:
-    """Demux (not decode) every packet of ``stream`` and record presentation timestamps."""
+    """Demux (not decode) every packet of `stream` and record presentation timestamps."""
     pts_values: list[int] = []
     num_packets = 0
     missing_pts = False
@@ -392,8 +392,8 @@ def _average_rate(stream) -> float | None:
 def _declared_duration(container, stream) -> float | None:
     """Length of the video stream (seconds) according to the container, if it says.
 
-    Order: the stream's own duration (MP4, AVI); Matroska's per-track ``DURATION`` tag
-    (``HH:MM:SS.fraction``); the container duration, only when the video is the sole
+    Order: the stream's own duration (MP4, AVI); Matroska's per-track `DURATION` tag
+    (`HH:MM:SS.fraction`); the container duration, only when the video is the sole
     stream (otherwise a longer audio track would be mistaken for missing video).
     """
     if stream.duration and stream.time_base:
@@ -411,11 +411,11 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def _display_rotation(frame, stream) -> int:
-    """Counter-clockwise quarter turns that make ``frame`` display upright (0..3).
+    """Counter-clockwise quarter turns that make `frame` display upright (0..3).
 
-    ``VideoFrame.rotation`` reads the display matrix side data (FFmpeg's
-    ``av_display_rotation_get``: counter-clockwise degrees; a phone's portrait clip reads
-    -90).  Files whose rotation only survives as the legacy ``rotate`` tag (clockwise
+    `VideoFrame.rotation` reads the display matrix side data (FFmpeg's
+    `av_display_rotation_get`: counter-clockwise degrees; a phone's portrait clip reads
+    -90).  Files whose rotation only survives as the legacy `rotate` tag (clockwise
     degrees) fall back to that tag.  Flips in the display matrix are not applied.
     """
     degrees = float(frame.rotation)
@@ -433,7 +433,7 @@ def _display_rotation(frame, stream) -> int:
 
 
 def _to_rgb(frame, stream, size: tuple[int, int] | None) -> np.ndarray:
-    """Decoded frame -> upright ``[H, W, 3]`` uint8 RGB; ``size`` = (width, height) to force."""
+    """Decoded frame -> upright `[H, W, 3]` uint8 RGB; `size` = (width, height) to force."""
     if size is None:
         array = frame.to_ndarray(format="rgb24")
     else:  # the stream changed resolution: match the first sampled frame
@@ -453,7 +453,7 @@ class _FilePlan:
     frame_times: list[float]  # seconds since the first frame, per key
     broken: str | None  # demuxer error that ended the index pass early, if any
     available: int  # frames the index pass found
-    total: int  # frames in the source (more than ``available`` when cut short)
+    total: int  # frames in the source (more than `available` when cut short)
     duration: float
     rate: float | None
     truncated: bool
@@ -514,9 +514,9 @@ def _plan_file(source: str | os.PathLike | BinaryIO, num_frames: int | None, fps
 
 
 def _decode_planned(plan: _FilePlan, errors: list[str]) -> Iterator[tuple[np.ndarray, float, int]]:
-    """Decode pass: yields ``(rgb, seconds, index)`` for every reachable sampled frame, in order.
+    """Decode pass: yields `(rgb, seconds, index)` for every reachable sampled frame, in order.
 
-    A decoding error ends the pass; its description is appended to ``errors``.
+    A decoding error ends the pass; its description is appended to `errors`.
     """
     reachable = [i for i in plan.wanted if i < plan.available]
     if not reachable:
@@ -526,7 +526,7 @@ def _decode_planned(plan: _FilePlan, errors: list[str]) -> Iterator[tuple[np.nda
         stream = _video_stream(container, plan.name)
         stream.codec_context.thread_type = "AUTO"
         size = None
-        slot = 0  # next position in ``reachable``
+        slot = 0  # next position in `reachable`
         first_key = keys[0]
         try:
             for ordinal, frame in enumerate(container.decode(stream)):
@@ -559,7 +559,7 @@ def _decode_planned(plan: _FilePlan, errors: list[str]) -> Iterator[tuple[np.nda
 
 
 def _check_recovered(plan: _FilePlan, recovered: int, errors: list[str], min_frames: int | None):
-    """Warns or raises when fewer sampled frames were decoded than planned (see ``load_video``'s ``min_frames``)."""
+    """Warns or raises when fewer sampled frames were decoded than planned (see `load_video`'s `min_frames`)."""
     name = plan.name
     decode_error = errors[0] if errors else None
     requested = len(plan.wanted)
@@ -620,14 +620,14 @@ def _load_file(
 
 @dataclass
 class FrameWindows:
-    """The sampled frames of a video, decoded ``window`` at a time: iterate to get one
-    :class:`DecodedVideo` per window (the last one may be shorter).
+    """The sampled frames of a video, decoded `window` at a time: iterate to get one
+    [`DecodedVideo`] per window (the last one may be shorter).
 
     Attributes:
         source: printable name of the source.
-        num_frames: frames the iteration will yield (``None`` for a live container).
-        fps: average frame rate of the source (``None`` when unknown).
-        duration: length of the source in seconds (``None`` for a live container).
+        num_frames: frames the iteration will yield (`None` for a live container).
+        fps: average frame rate of the source (`None` when unknown).
+        duration: length of the source in seconds (`None` for a live container).
     """
 
     source: str
@@ -665,10 +665,10 @@ class FrameWindows:
 
 
 def _container_frames(container, fps: float, after_index: int) -> Iterator[tuple[np.ndarray, float, int]]:
-    """``(rgb, seconds, index)`` of the frames on screen at ``0, 1/fps, 2/fps, ...`` of an open
+    """`(rgb, seconds, index)` of the frames on screen at `0, 1/fps, 2/fps, ...` of an open
     container, decided as frames arrive: a target is settled by the first frame shown after it,
-    and is then given the frame before (the rule of :func:`fps_indices`, which needs every
-    timestamp up front).  Frames with index ``<= after_index`` are skipped."""
+    and is then given the frame before (the rule of [`fps_indices`], which needs every
+    timestamp up front).  Frames with index `<= after_index` are skipped."""
     stream = _video_stream(container, _source_name(container))
     size = None
     first_pts = None
@@ -719,22 +719,22 @@ def read_windows(
     after_index: int = -1,
     min_frames: int | None = None,
 ) -> FrameWindows:
-    """Sample a video like :func:`load_video`, but decode it ``window`` frames at a time, so
+    """Sample a video like [`load_video`], but decode it `window` frames at a time, so
     that memory holds one window whatever the length of the video.
 
     Args:
-        source: a path or binary file object (sampled exactly as :func:`load_video` samples
+        source: a path or binary file object (sampled exactly as [`load_video`] samples
             it: same frames, same times), or an open PyAV input container, e.g. a live
-            source, read once from where it is (``fps`` only; frames are sampled as they
+            source, read once from where it is (`fps` only; frames are sampled as they
             arrive).
-        fps, num_frames: the sampling policy, as in :func:`load_video`.
-        window: frames per yielded :class:`DecodedVideo`.
+        fps, num_frames: the sampling policy, as in [`load_video`].
+        window: frames per yielded [`DecodedVideo`].
         after_index: only frames whose source index is larger are yielded: pass the last
             index already taken to go on with a file that has grown, or after a pause.
-        min_frames: as in :func:`load_video`, checked when the iteration ends.
+        min_frames: as in [`load_video`], checked when the iteration ends.
 
     Returns:
-        :class:`FrameWindows`; the file's index pass has run, no frame is decoded yet.
+        [`FrameWindows`]; the file's index pass has run, no frame is decoded yet.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -778,30 +778,30 @@ def load_video(
     """Load a video and sample frames from it.
 
     Args:
-        source: a path (``str``/``os.PathLike``); a binary file object (read from its
+        source: a path (`str`/`os.PathLike`); a binary file object (read from its
             current position; a non-seekable one is read into memory); or frames: a
-            ``uint8`` array ``[T, H, W]`` (grayscale), ``[T, H, W, 1]``, ``[T, H, W, 3]``
-            (RGB) or ``[T, H, W, 4]`` (RGBA, alpha dropped), or a list of such frames.
+            `uint8` array `[T, H, W]` (grayscale), `[T, H, W, 1]`, `[T, H, W, 3]`
+            (RGB) or `[T, H, W, 4]` (RGBA, alpha dropped), or a list of such frames.
         num_frames: sample this many frames uniformly over the whole clip (indices
-            ``round(linspace(0, total - 1, num_frames))``).  Defaults to
-            :data:`DEFAULT_NUM_FRAMES` (32) when ``fps`` is not given.
-        fps: instead of ``num_frames``, sample one frame per ``1/fps`` seconds of
-            presentation time (see the module docstring).  Giving both raises ``ValueError``.
+            `round(linspace(0, total - 1, num_frames))`).  Defaults to
+            `DEFAULT_NUM_FRAMES` (32) when `fps` is not given.
+        fps: instead of `num_frames`, sample one frame per `1/fps` seconds of
+            presentation time (see the module docstring).  Giving both raises `ValueError`.
         min_frames: files only.  When the stream breaks part-way (a cut-off file or a
             decoding error) the frames decoded before the break are returned with a
-            ``RuntimeWarning`` if at least this many remain, otherwise
-            :class:`VideoDecodeError` is raised.  Defaults to half the number of sampled
+            `RuntimeWarning` if at least this many remain, otherwise
+            [`VideoDecodeError`] is raised.  Defaults to half the number of sampled
             frames, rounded up.
         source_fps: arrays only: their frame rate, which gives timestamps in seconds and
-            enables ``fps`` sampling.
+            enables `fps` sampling.
 
     Returns:
-        :class:`DecodedVideo` with ``frames`` ``uint8 [T, H, W, 3]``.
+        [`DecodedVideo`] with `frames` `uint8 [T, H, W, 3]`.
 
     Raises:
         FileNotFoundError: the path does not exist.
         VideoDecodeError: not a video container, no video stream (e.g. audio only), no
-            decodable frame, or too few frames before a break.  Subclass of ``ValueError``.
+            decodable frame, or too few frames before a break.  Subclass of `ValueError`.
         ValueError: invalid arguments or array shapes/dtypes.
 
     Why two passes over a file: the header's frame count and duration are missing for

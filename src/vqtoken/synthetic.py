@@ -153,7 +153,7 @@ def _encoder_available(codec: str) -> bool:
 
 
 def _pick_codec(codec: str | None) -> tuple[str, str]:
-    """Return ``(codec_name, pix_fmt)`` for ``codec`` or the first available default."""
+    """Return `(codec_name, pix_fmt)` for `codec` or the first available default."""
     if codec is not None:
         if not _encoder_available(codec):
             raise ValueError(f"video encoder {codec!r} is not available in this PyAV build")
@@ -176,18 +176,18 @@ def write_clip(
     """Encode RGB frames to a video file with PyAV.
 
     Args:
-        path: output file; the container format follows the suffix (``.mp4`` is usual).
-        frames: ``uint8`` array ``[T, H, W, 3]`` (or a sequence of ``[H, W, 3]`` arrays).
+        path: output file; the container format follows the suffix (`.mp4` is usual).
+        frames: `uint8` array `[T, H, W, 3]` (or a sequence of `[H, W, 3]` arrays).
         fps: constant frame rate written to the stream (integer frames per second).
-        codec: encoder name (e.g. ``"libx264"``, ``"mpeg4"``, ``"mjpeg"``); ``None`` picks
+        codec: encoder name (e.g. `"libx264"`, `"mpeg4"`, `"mjpeg"`); `None` picks
             the first available of libx264, mpeg4, mjpeg.
 
-    The chosen pixel format subsamples chroma 2x2 (``yuv420p``/``yuvj420p``), which needs
+    The chosen pixel format subsamples chroma 2x2 (`yuv420p`/`yuvj420p`), which needs
     even frame sizes; odd heights/widths are padded by one row/column that repeats the
-    last one, so the decoded clip may be one pixel taller/wider than ``frames``.
+    last one, so the decoded clip may be one pixel taller/wider than `frames`.
 
     Returns:
-        ``Path`` of the written file.
+        `Path` of the written file.
     """
     array = np.asarray(frames)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1:

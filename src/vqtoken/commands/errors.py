@@ -1,10 +1,10 @@
 """
 The one error policy of the `vqtoken` command.
 
-A known error (a bad video, model folder, weights file, cache file, conversion source, training configuration or
-setting, a file that cannot be read or written) prints one `vqtoken: error: ...` line on stderr that names the path and
-the problem, and exits with 1 (2 for a bad option). Anything else is a bug: its traceback is shown, never disguised as
-a user's mistake. `--verbose` adds the traceback to known errors too.
+A known error (a bad video, model folder, weights file, cache file, stream input, conversion source, training
+configuration or setting, a file that cannot be read or written) prints one `vqtoken: error: ...` line on stderr that
+names the path and the problem, and exits with 1 (2 for a bad option). Anything else is a bug: its traceback is shown,
+never disguised as a user's mistake. `--verbose` adds the traceback to known errors too.
 """
 
 import sys
@@ -27,6 +27,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ..modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
     from ..modeling.video_io import VideoDecodeError
     from ..publish import PublishError
+    from ..streaming import StreamError
     from ..training.config import TrainingConfigError
 
     return (
@@ -37,6 +38,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
         CacheError,
         ConversionError,
         PublishError,
+        StreamError,
         TrainingConfigError,
         OSError,
     )

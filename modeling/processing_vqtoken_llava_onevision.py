@@ -89,6 +89,21 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
             **settings,
         )
 
+    def to_onevision_processor(self):
+        """The stock `LlavaOnevisionProcessor` with this processor's tokenizer, chat template, image and video
+        processors and settings (its video placeholder counts are stock's)."""
+        return LlavaOnevisionProcessor(
+            image_processor=self.image_processor,
+            tokenizer=self.tokenizer,
+            video_processor=self.video_processor,
+            num_image_tokens=self.num_image_tokens,
+            vision_feature_select_strategy=self.vision_feature_select_strategy,
+            chat_template=self.chat_template,
+            image_token=self.image_token,
+            video_token=self.video_token,
+            vision_aspect_ratio=self.vision_aspect_ratio,
+        )
+
     @property
     def default_num_frames(self) -> int:
         """

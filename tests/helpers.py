@@ -36,11 +36,6 @@ def stock_twin(model):
 
 def stock_processor(processor) -> LlavaOnevisionProcessor:
     """The stock LLaVA-OneVision processor holding the tokenizer, image and video processors of `processor`."""
-    return LlavaOnevisionProcessor(
-        image_processor=processor.image_processor,
-        tokenizer=processor.tokenizer,
-        video_processor=processor.video_processor,
-        num_image_tokens=processor.num_image_tokens,
-        vision_feature_select_strategy=processor.vision_feature_select_strategy,
-        chat_template=processor.chat_template,
-    )
+    stock = processor.to_onevision_processor()
+    assert type(stock) is LlavaOnevisionProcessor
+    return stock

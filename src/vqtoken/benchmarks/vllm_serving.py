@@ -54,7 +54,7 @@ def save_stock_onevision_folder(vqtoken_folder, output) -> str:
     fields, and a stock processor.
     """
     from safetensors.torch import load_file, save_file
-    from transformers import AutoProcessor, LlavaOnevisionConfig, LlavaOnevisionProcessor
+    from transformers import AutoProcessor, LlavaOnevisionConfig
 
     vqtoken_folder, output = Path(vqtoken_folder), Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -74,16 +74,7 @@ def save_stock_onevision_folder(vqtoken_folder, output) -> str:
                 key = "model.vision_tower.vision_model." + key.removeprefix("model.vision_tower.")
             weights[key] = tensor
     save_file(weights, output / "model.safetensors", metadata={"format": "pt"})
-    processor = AutoProcessor.from_pretrained(vqtoken_folder)
-    LlavaOnevisionProcessor(
-        image_processor=processor.image_processor,
-        tokenizer=processor.tokenizer,
-        video_processor=processor.video_processor,
-        num_image_tokens=processor.num_image_tokens,
-        vision_feature_select_strategy=processor.vision_feature_select_strategy,
-        chat_template=processor.chat_template,
-        vision_aspect_ratio=processor.vision_aspect_ratio,
-    ).save_pretrained(output)
+    AutoProcessor.from_pretrained(vqtoken_folder).to_onevision_processor().save_pretrained(output)
     (output / "generation_config.json").write_text((vqtoken_folder / "generation_config.json").read_text())
     return str(output)
 

@@ -3,7 +3,7 @@
 import json
 
 from ..modeling.vqtoken_choices import VQTOKEN_MODES, VQTOKEN_SELECTION_METHODS
-from .options import positive_int
+from .options import positive_int, shows_progress
 
 
 HELP = "Run the whole video path offline on the built-in default model and a generated clip."
@@ -27,8 +27,13 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    from transformers.utils import logging as transformers_logging
+
     from ..demo import format_report, run_demo
     from ..loading import DEFAULT_MODEL_LABEL
+
+    if not shows_progress(args):
+        transformers_logging.disable_progress_bar()
 
     result = run_demo(num_frames=args.frames, mode=args.mode, selection=args.selection)
     if args.json:

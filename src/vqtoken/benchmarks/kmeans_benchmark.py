@@ -73,6 +73,21 @@ def _best_time(function, device, repeats):
     return best
 
 
+def _fit_only_row(
+    fit, iterations: int, device, repeats: int, unit: torch.Tensor, num_clusters: int, note: str
+) -> dict:
+    """The row of a peer that only exposes a whole fit: warmed up once, its best fit time over the iterations."""
+    fit(1)
+    seconds = _best_time(lambda: fit(iterations), device, repeats)
+    return {
+        "step_s": seconds / iterations,
+        "fit_s": seconds,
+        "kernel_s": None,
+        "mean_cos": mean_cosine(unit, fit(iterations), num_clusters),
+        "note": note,
+    }
+
+
 def _kernel_time(function, device, repeats):
     """Seconds of one call: on CUDA the median of `triton.testing.do_bench` (events, L2 flushed), else best wall."""
     function()
@@ -190,16 +205,9 @@ def _fast_pytorch_kmeans(tokens, num_clusters, iterations, repeats):
             labels.append(model.fit_predict(video))
         return torch.stack(labels)
 
-    fit(1)
-    seconds = _best_time(lambda: fit(iterations), tokens.device, repeats)
-    note = "fp32 (no bf16); random init; one video at a time"
-    return {
-        "step_s": seconds / iterations,
-        "fit_s": seconds,
-        "kernel_s": None,
-        "mean_cos": mean_cosine(unit, fit(iterations), num_clusters),
-        "note": note,
-    }
+    return _fit_only_row(
+        fit, iterations, tokens.device, repeats, unit, num_clusters, "fp32 (no bf16); random init; one video at a time"
+    )
 
 
 def _restrict_flash_kmeans_autotune(unit, num_clusters):
@@ -291,16 +299,9 @@ def _faiss(tokens, num_clusters, iterations, repeats):
             labels.append(torch.from_numpy(kmeans.index.search(array, 1)[1][:, 0]))
         return torch.stack(labels)
 
-    fit(1)
-    seconds = _best_time(lambda: fit(iterations), torch.device("cpu"), repeats)
-    note = "CPU, fp32, spherical; one video at a time"
-    return {
-        "step_s": seconds / iterations,
-        "fit_s": seconds,
-        "kernel_s": None,
-        "mean_cos": mean_cosine(unit, fit(iterations), num_clusters),
-        "note": note,
-    }
+    return _fit_only_row(
+        fit, iterations, torch.device("cpu"), repeats, unit, num_clusters, "CPU, fp32, spherical; one video at a time"
+    )
 
 
 METHODS = {

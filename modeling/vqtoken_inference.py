@@ -147,6 +147,20 @@ def encode_for_generation(
     return EncodedVideos(video_outputs, counts, clusters)
 
 
+def video_pixels(model, processor, frames) -> torch.Tensor:
+    """
+    The video processor's pixels of one video, on the model's device and in its dtype.
+
+    Args:
+        frames: `uint8` array `(num_frames, height, width, 3)`, RGB.
+
+    Returns:
+        `torch.Tensor` of shape `(1, num_frames, channels, image_size, image_size)`.
+    """
+    pixels = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)
+    return pixels["pixel_values_videos"].to(model.device, model.dtype)
+
+
 def video_prompt(processor, question: str) -> str:
     """The chat prompt of one question about one video, with the generation prompt appended."""
     if not isinstance(question, str):
@@ -315,8 +329,8 @@ def timed_generate(
     first_token = clock.first_token_time if clock.first_token_time is not None else end
     timings["prefill"] = first_token - start
     timings["generation"] = end - first_token
-    # generate returns the re-aligned prompt followed by one column per decoding step
-    answers = processor.batch_decode(output_ids[:, output_ids.shape[1] - clock.steps :], skip_special_tokens=True)
+    # generate returns the caller's prompt followed by the new tokens
+    answers = processor.batch_decode(output_ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [answer.strip() for answer in answers]
 
 
@@ -420,5 +434,6 @@ __all__ = [
     "stock_video_tokens",
     "synchronize",
     "timed_generate",
+    "video_pixels",
     "video_prompt",
 ]

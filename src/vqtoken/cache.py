@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from .files import hash_stream, write_atomically
-from .modeling.video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, load_video
-from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_prompt
+from .modeling.video_io import DecodedVideo, VideoDecodeError, load_video
+from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, video_pixels, video_prompt
 from .modeling.vqtoken_video_cache import (
     CACHE_SUFFIX,
     FORMAT_NAME,
@@ -186,9 +186,7 @@ def save_cached_video(
 
 
 def _encode_one(model, processor, video: DecodedVideo) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = processor.video_processor(videos=[video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)
-    pixel_values_videos = inputs["pixel_values_videos"].to(model.device, model.dtype)
-    outputs = model.encode_videos(pixel_values_videos)
+    outputs = model.encode_videos(video_pixels(model, processor, video.frames))
     return outputs.codebooks[0], outputs.index_maps[0]
 
 

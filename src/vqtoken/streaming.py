@@ -41,13 +41,18 @@ from .files import hash_stream
 from .incremental_codebook import CodebookSettings, IncrementalCodebook
 from .modeling.video_io import (
     DEFAULT_NUM_FRAMES,
-    FRAME_LAYOUT,
     DecodedVideo,
     FrameWindows,
     read_windows,
     uniform_indices,
 )
-from .modeling.vqtoken_inference import VideoAnswer, answer_prompts_from_codebooks, stock_video_tokens, video_prompt
+from .modeling.vqtoken_inference import (
+    VideoAnswer,
+    answer_prompts_from_codebooks,
+    stock_video_tokens,
+    video_pixels,
+    video_prompt,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -221,10 +226,7 @@ class VideoStream:
             the number of frames seen.
         """
         frames, times = self._checked_frames(frames, timestamps)
-        pixel_values = self.processor.video_processor(
-            videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT
-        )["pixel_values_videos"]
-        features = self.model.model.get_frame_features(pixel_values.to(self.model.device, self.model.dtype))
+        features = self.model.model.get_frame_features(video_pixels(self.model, self.processor, frames))
         self.codebook.fold(features[0])
         self.frame_size = (int(frames.shape[1]), int(frames.shape[2]))
         self.frame_times += times

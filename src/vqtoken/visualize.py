@@ -17,7 +17,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomically
-from .modeling.video_io import FRAME_LAYOUT, DecodedVideo
+from .modeling.video_io import DecodedVideo
+from .modeling.vqtoken_inference import video_pixels
 
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,7 @@ def cluster_video(model, processor, video: DecodedVideo) -> ClusterMap:
     """Runs the vision tower, projector and clustering of `model` on one decoded video and returns its index map."""
     if model.config.vqtoken_mode == "off":
         raise ValueError("vqtoken_mode 'off' does not cluster: use 'centroids' or 'attention' to see the clusters.")
-    pixel_values = processor.video_processor([video.frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
-        "pixel_values_videos"
-    ]
-    frame_features = model.model.get_frame_features(pixel_values.to(model.device, model.dtype))
+    frame_features = model.model.get_frame_features(video_pixels(model, processor, video.frames))
     outputs = model.model.quantize_frame_features(frame_features)
     index_map = outputs.index_maps[0].cpu().numpy()
     grid = math.isqrt(index_map.shape[1])

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqtoken.modeling.video_io import FRAME_LAYOUT
+from vqtoken.modeling.vqtoken_inference import video_pixels
 
 
 logger = logging.getLogger(__name__)
@@ -232,11 +232,8 @@ def _default_model_features(num_frames: int, scene_frames: int, seed: int):
     model, processor = load_model_and_processor(None)
     features = []
     for frames in camera_frames(num_frames, window=64, scene_frames=scene_frames, seed=seed):
-        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
-            "pixel_values_videos"
-        ]
         with torch.no_grad():
-            features.append(model.model.get_frame_features(pixel_values)[0])
+            features.append(model.model.get_frame_features(video_pixels(model, processor, frames))[0])
     return torch.cat(features), model
 
 
@@ -297,11 +294,8 @@ def section_ask(num_chunks: int = 12, chunk_frames: int = 32) -> dict:
                 **answer.timings,
             }
         )
-        pixel_values = processor.video_processor(videos=[frames], return_tensors="pt", input_data_format=FRAME_LAYOUT)[
-            "pixel_values_videos"
-        ]
         with torch.no_grad():
-            seen.append(model.model.get_frame_features(pixel_values)[0])
+            seen.append(model.model.get_frame_features(video_pixels(model, processor, frames))[0])
     tokens = torch.cat(seen).reshape(1, -1, seen[0].shape[-1])
     start = time.perf_counter()
     config = model.config

@@ -4,6 +4,7 @@
 from transformers import LlavaOnevisionProcessor
 from transformers.processing_utils import MultiModalData
 
+from .configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from .video_io import DEFAULT_NUM_FRAMES
 from .vqtoken_choices import VQTOKEN_MODES
 
@@ -21,8 +22,8 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
     to the actual counts, so the processor writes the count for `vqtoken_max_clusters`.
 
     Args:
-        vqtoken_mode (`str`, *optional*, defaults to `"attention"`): as in the model configuration.
-        vqtoken_max_clusters (`int`, *optional*, defaults to 32): as in the model configuration.
+        vqtoken_mode (`str`, *optional*): as in the model configuration (default: the configuration's default).
+        vqtoken_max_clusters (`int`, *optional*): as in the model configuration (default: the configuration's).
     """
 
     def __init__(
@@ -36,10 +37,14 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         image_token="<image>",
         video_token="<video>",
         vision_aspect_ratio="anyres_max_9",
-        vqtoken_mode="attention",
-        vqtoken_max_clusters=32,
+        vqtoken_mode=None,
+        vqtoken_max_clusters=None,
         **kwargs,
     ):
+        # a dataclass keeps each field's default as the class attribute
+        vqtoken_mode = VQTokenLlavaOnevisionConfig.vqtoken_mode if vqtoken_mode is None else vqtoken_mode
+        if vqtoken_max_clusters is None:
+            vqtoken_max_clusters = VQTokenLlavaOnevisionConfig.vqtoken_max_clusters
         if vqtoken_mode not in VQTOKEN_MODES:
             raise ValueError(f"`vqtoken_mode` must be one of {VQTOKEN_MODES}, got {vqtoken_mode!r}.")
         if (
@@ -65,11 +70,12 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
 
     @classmethod
     def from_onevision_processor(
-        cls, processor, vqtoken_mode: str = "attention", vqtoken_max_clusters: int = 32, **overrides
+        cls, processor, vqtoken_mode: str | None = None, vqtoken_max_clusters: int | None = None, **overrides
     ) -> "VQTokenLlavaOnevisionProcessor":
         """
         A VQToken processor reusing the tokenizer, chat template and image and video processors of a stock
-        `LlavaOnevisionProcessor`; `overrides` replace any of its other settings (e.g. `num_image_tokens`).
+        `LlavaOnevisionProcessor`; `overrides` replace any of its other settings (e.g. `num_image_tokens`). The VQ
+        settings default to the configuration's defaults.
         """
         settings = {
             "num_image_tokens": processor.num_image_tokens,

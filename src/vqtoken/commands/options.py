@@ -118,35 +118,35 @@ def flags_of(overrides: dict) -> str:
     return ", ".join(names[field] for field in overrides) or "the model's configuration"
 
 
-def load_model(args, **extra_settings):
+def load_model(args):
     """
-    The model and processor of `args.model` (the built-in default when absent) with the command-line settings and
-    `extra_settings` applied, through [`vqtoken.loading.load_model_and_processor`]. A setting the model rejects is a
-    usage error.
+    The model and processor of `args.model` (the built-in default when absent) with the command-line settings
+    applied, through [`vqtoken.loading.load_model_and_processor`]. An unknown device or a setting the model rejects is
+    a usage error.
 
     Returns:
         `(model, processor, label)`: `label` names the model in reports.
     """
     from transformers.utils import logging as transformers_logging
 
-    from ..loading import DEFAULT_MODEL_LABEL, load_model_and_processor
+    from ..loading import DEFAULT_MODEL_LABEL, load_model_and_processor, resolve_device
     from ..modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
 
     if not shows_progress(args):
         transformers_logging.disable_progress_bar()
-    overrides = {**vqtoken_overrides(args), **extra_settings}
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise UsageError(f"argument --device: {error}") from None
+    overrides = vqtoken_overrides(args)
     if args.model is not None and looks_like_path(args.model) and not Path(args.model).is_dir():
         raise CommandError(f"model folder not found: {args.model}")
     try:
-        model, processor = load_model_and_processor(args.model, device=args.device, dtype=args.dtype, **overrides)
+        model, processor = load_model_and_processor(args.model, device=device, dtype=args.dtype, **overrides)
     except VQTokenSettingError as error:
         if not overrides:
             raise
         raise UsageError(f"bad setting ({flags_of(overrides)}): {error}") from None
-    except ValueError as error:
-        if "device" in str(error).lower():
-            raise UsageError(f"argument --device: {error}") from None
-        raise
     return model, processor, DEFAULT_MODEL_LABEL if args.model is None else f"model: {args.model}"
 
 

@@ -24,7 +24,6 @@ from torch import nn
 from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import logging
 
 from .configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from .vqtoken_attention import VQTokenAttention, VQTokenMultiheadAttention
@@ -39,7 +38,6 @@ try:
 except ImportError:
     SELECTS_HIDDEN_STATES = False
 
-logger = logging.get_logger(__name__)
 
 REMOTE_CODE_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText", "AutoModelForMultimodalLM")
 

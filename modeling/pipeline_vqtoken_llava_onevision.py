@@ -13,7 +13,6 @@ import os
 import time
 
 from transformers import GenerationConfig, Pipeline
-from transformers.utils import logging
 
 from .vqtoken_inference import (
     answer_prompts,
@@ -24,8 +23,6 @@ from .vqtoken_inference import (
 )
 from .vqtoken_video_cache import CACHE_SUFFIX, load_cached_video
 
-
-logger = logging.get_logger(__name__)
 
 VIDEO_PIPELINE_TASK = "video-text-to-text"
 

@@ -26,7 +26,6 @@ On a machine without a GPU the kernels run in Triton's interpreter (`TRITON_INTE
 imported); without `triton` installed the module still imports and `is_triton_available()` is False.
 """
 
-import logging
 import os
 
 import torch
@@ -42,8 +41,6 @@ except ImportError:  # the torch backend is used instead
     tl = None
     _TRITON_AVAILABLE = False
 
-
-logger = logging.getLogger(__name__)
 
 MAX_CLUSTERS = 128
 _HALF_DTYPES = (torch.float16, torch.bfloat16)

@@ -25,7 +25,6 @@ Every step is a function of the state, the chunk and a seed derived from `seed` 
 give the same codebook. Reading the codebook does not change the state.
 """
 
-import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,8 +39,6 @@ from .modeling.vqtoken_kmeans import (
 )
 from .modeling.vqtoken_kmeans_triton import triton_assign_and_accumulate
 
-
-logger = logging.getLogger(__name__)
 
 STREAM_SELECTION_METHODS = ("fixed", "elbow", "elbow_corrected")
 SAMPLE_SIZE = 1024

@@ -48,8 +48,6 @@ import torch
 from vqtoken.files import write_atomically
 
 
-logger = logging.getLogger(__name__)
-
 VARIANTS = ("stock", "vqtoken", "vqtoken-pool", "cached")
 VARIANT_LABELS = {
     "stock": "stock OneVision (196/frame)",

@@ -38,8 +38,6 @@ from pathlib import Path
 import numpy as np
 
 
-logger = logging.getLogger(__name__)
-
 VARIANTS = ("stock", "vqtoken")
 VARIANT_LABELS = {"stock": "stock OneVision (vLLM)", "vqtoken": "VQToken plugin (attention, K = 32)"}
 BLOCK_SIZE = 32  # the smallest block vLLM's CPU attention takes (a multiple of 32); GPUs default to 16

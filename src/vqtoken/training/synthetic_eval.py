@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import torch
 
 from ..modeling.video_io import load_video
 from ..modeling.vqtoken_inference import answer_prompts, video_prompt
-
-
-logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()

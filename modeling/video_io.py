@@ -3,7 +3,8 @@
 This file ships with the model code (`trust_remote_code`): relative imports only, PyAV optional.
 
 The single entry point is [`load_video`], which returns a [`DecodedVideo`]
-holding only the sampled frames as an RGB `uint8` array `[T, H, W, 3]`.
+holding only the sampled frames as an RGB `uint8` array `[T, H, W, 3]`;
+[`decode_concurrently`] runs it over the videos of a batch side by side.
 
 Sampling policies (exactly one applies per call):
 
@@ -33,9 +34,10 @@ import logging
 import math
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -828,6 +830,28 @@ def load_video(
     return _load_file(source, num_frames, fps, min_frames)
 
 
+MAX_DECODING_THREADS = 8
+"""Videos [`decode_concurrently`] decodes at once, at most (and never more than the machine's cores)."""
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def decode_concurrently(decode: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    """`[decode(item) for item in items]`, several items at once in threads, results in the order of `items`.
+
+    PyAV releases the interpreter lock while FFmpeg demuxes and decodes, so the videos of a batch decode side by side.
+    Each call of `decode` must touch only its own item. An exception
+    raised by `decode` reaches the caller as it would from the loop: the first one in the order of `items`, once the
+    items before it are done; items not started by then are not decoded.
+    """
+    workers = min(len(items), MAX_DECODING_THREADS, os.cpu_count() or 1)
+    if workers <= 1:
+        return [decode(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        return list(pool.map(decode, items))
+
+
 __all__ = [
     "DEFAULT_NUM_FRAMES",
     "FRAME_LAYOUT",
@@ -835,6 +859,7 @@ __all__ = [
     "FrameWindows",
     "VideoDecodeError",
     "VideoSource",
+    "decode_concurrently",
     "fps_indices",
     "load_video",
     "read_windows",

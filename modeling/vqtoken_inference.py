@@ -17,7 +17,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, load_video
+from .video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, decode_concurrently, load_video
 
 
 @dataclass
@@ -172,9 +172,14 @@ def video_prompt(processor, question: str) -> str:
 def decode_videos(videos: list, num_frames: int = DEFAULT_NUM_FRAMES) -> list[DecodedVideo]:
     """
     Samples `num_frames` frames from each video: paths, file objects, frame arrays `(T, H, W, 3)` (or lists of frames)
-    are decoded with [`load_video`]; [`DecodedVideo`]s are kept as they are.
+    are decoded with [`load_video`], several at once (see [`decode_concurrently`]); [`DecodedVideo`]s are kept as they
+    are.
     """
-    return [video if isinstance(video, DecodedVideo) else load_video(video, num_frames=num_frames) for video in videos]
+
+    def decode(video) -> DecodedVideo:
+        return video if isinstance(video, DecodedVideo) else load_video(video, num_frames=num_frames)
+
+    return decode_concurrently(decode, videos)
 
 
 def encoded_video(video):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import warnings
 
 import av
@@ -388,6 +390,57 @@ def test_long_clip_keeps_only_sampled_frames(tmp_path, monkeypatch):
     assert video.num_source_frames == 2000
     assert video.indices == expected_uniform(2000, 16)
     assert video.duration == pytest.approx(80.0)
+
+
+# ---------------------------------------------------------------- several videos at once
+
+
+def test_decode_videos_decodes_each_video_as_load_video_does(tmp_path):
+    from vqtoken.modeling.vqtoken_inference import decode_videos
+
+    paths = [
+        write_test_video(tmp_path / f"clip{length}.mp4", index_colors(length, 16, 24), 10, "mpeg4")
+        for length in (9, 30, 17, 50, 4)
+    ]
+    arrays = index_colors(12, 16, 24)
+    decoded = decode_videos([*paths, arrays], num_frames=6)
+
+    assert [video.source for video in decoded[:5]] == [str(path) for path in paths]
+    for video, source in zip(decoded, [*paths, arrays]):
+        alone = load_video(source, num_frames=6)
+        assert video.indices == alone.indices
+        np.testing.assert_array_equal(video.frames, alone.frames)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to decode two videos at once")
+def test_decode_concurrently_runs_items_side_by_side_and_keeps_their_order():
+    both_started = threading.Barrier(2, timeout=10)
+
+    def decode(item: int) -> int:
+        if item < 2:  # one after the other, the first would wait for the second until the barrier breaks
+            both_started.wait()
+        return item * 10
+
+    assert video_io.decode_concurrently(decode, [0, 1, 2, 3, 4]) == [0, 10, 20, 30, 40]
+
+
+def test_decode_concurrently_raises_the_first_error_in_order():
+    finished = []
+    third_failed = threading.Event()
+
+    def decode(item: int) -> int:
+        if item == 3:
+            third_failed.set()
+            raise VideoDecodeError("video 3 is broken")
+        if item == 1:  # fails after item 3 has, yet comes first
+            third_failed.wait(timeout=10)
+            raise VideoDecodeError("video 1 is broken")
+        finished.append(item)
+        return item
+
+    with pytest.raises(VideoDecodeError, match="video 1 is broken"):
+        video_io.decode_concurrently(decode, [0, 1, 2, 3, 4])
+    assert 0 in finished
 
 
 # ---------------------------------------------------------------- synthetic clips

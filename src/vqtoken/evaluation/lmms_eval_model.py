@@ -39,7 +39,13 @@ from transformers import GenerationConfig
 
 from vqtoken.loading import load_model_and_processor, resolve_device, resolve_dtype
 from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
-from vqtoken.modeling.video_io import FRAME_LAYOUT, DecodedVideo, VideoDecodeError, uniform_indices
+from vqtoken.modeling.video_io import (
+    FRAME_LAYOUT,
+    DecodedVideo,
+    VideoDecodeError,
+    decode_concurrently,
+    uniform_indices,
+)
 from vqtoken.modeling.vqtoken_inference import (
     answer_prompts,
     decode_videos,
@@ -355,14 +361,20 @@ class VQTokenSimple(lmms):
         return results
 
     def _answer_videos(self, prompts: list[Prompt], max_new_tokens: int, generate_kwargs: dict):
-        decoded, failures = {}, {}
-        for index, prompt in enumerate(prompts):
+        def read(prompt: Prompt) -> DecodedVideo | str:
             try:
-                decoded[index] = read_video(prompt.video, self.max_frames_num)
+                return read_video(prompt.video, self.max_frames_num)
             except (VideoDecodeError, OSError) as error:
-                failures[index] = f"{type(error).__name__}: {error}"
-                self._failed.append((prompt.label, prompt.video, failures[index]))
-                eval_logger.error(f"vqtoken_hf: {prompt.label}: cannot decode {prompt.video}: {failures[index]}")
+                return f"{type(error).__name__}: {error}"
+
+        decoded, failures = {}, {}
+        for index, (prompt, video) in enumerate(zip(prompts, decode_concurrently(read, prompts))):
+            if isinstance(video, DecodedVideo):
+                decoded[index] = video
+                continue
+            failures[index] = video
+            self._failed.append((prompt.label, prompt.video, video))
+            eval_logger.error(f"vqtoken_hf: {prompt.label}: cannot decode {prompt.video}: {video}")
         answers = {}
         if decoded:
             order = sorted(decoded)

@@ -35,8 +35,6 @@ CUSTOM_PIPELINES = {
     }
 }
 
-# files written by `vqtoken encode` (codebook + index map); the pipeline answers them without the vision tower
-
 # keys of a `{"type": "video", ...}` chat content entry that may hold the video
 _VIDEO_KEYS = ("video", "path", "url", "file")
 

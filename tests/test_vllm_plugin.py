@@ -4,6 +4,8 @@ LLaVA-OneVision (mode "off"), the Transformers fingerprint of the weights. Needs
 scripts/test_vllm.sh; skipped elsewhere.
 """
 
+import os
+
 import pytest
 import torch
 
@@ -84,6 +86,36 @@ def test_fixed_k_gives_the_tokens_of_transformers_generate(tokenizer, tmp_path, 
     assert answers(alone) == expected[:1]
     assert [video_placeholders(output, model.config.video_token_id) for output in outputs] == expected_counts
     assert expected_counts == ([MAX_CLUSTERS + 1] * 2 + [9] if mode == "attention" else [MAX_CLUSTERS + 1] * 3)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="two tensor-parallel CPU workers need two cores")
+@pytest.mark.parametrize("mode", ["attention", "centroids"])
+def test_tensor_parallel_gives_the_tokens_of_transformers_generate(tokenizer, tmp_path, monkeypatch, mode):
+    """
+    The text model and the vision tower split over two workers (vLLM's multiprocessing executor, gloo on CPUs); the
+    clustering runs on each worker's gathered features and must give the same tokens as one Transformers process.
+    """
+    model, processor = lively_model(tokenizer, vqtoken_mode=mode, vqtoken_max_clusters=MAX_CLUSTERS)
+    assert (
+        model.config.text_config.num_key_value_heads % 2 == 0
+        and model.config.vision_config.num_attention_heads % 2 == 0
+    )
+    folder = save_folder(model, processor, tmp_path / mode)
+    videos = [clip(0), clip(1), clip(2, num_frames=8)]
+    expected = [transformers_answer(model, processor, frames) for frames in videos]
+    assert len({tuple(answer) for answer in expected}) == len(videos), "the reference answers must differ by video"
+    # one core per worker: vLLM binds its CPU workers to NUMA nodes otherwise, and a one-node machine has too few
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")
+
+    with engine(
+        folder,
+        tensor_parallel_size=2,
+        distributed_executor_backend="mp",
+        limit_mm_per_prompt={"image": 0, "video": 1},
+    ) as llm:
+        outputs = llm.generate(requests(processor, videos), greedy())
+
+    assert answers(outputs) == expected
 
 
 def test_mode_off_gives_the_tokens_of_vllm_onevision(tokenizer, tmp_path):

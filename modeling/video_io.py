@@ -837,19 +837,42 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def decode_concurrently(decode: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+def _source_identity(source) -> tuple:
+    """What makes two sources the same video: the same absolute path, or the same object (file object, array)."""
+    if isinstance(source, (str, os.PathLike)):
+        return ("path", os.path.abspath(os.fspath(source)))
+    return ("object", id(source))
+
+
+def decode_concurrently(
+    decode: Callable[[Item], Result],
+    items: Sequence[Item],
+    source: Callable[[Item], object] = lambda item: item,
+) -> list[Result]:
     """`[decode(item) for item in items]`, several items at once in threads, results in the order of `items`.
 
     PyAV releases the interpreter lock while FFmpeg demuxes and decodes, so the videos of a batch decode side by side.
-    Each call of `decode` must touch only its own item. An exception
-    raised by `decode` reaches the caller as it would from the loop: the first one in the order of `items`, once the
-    items before it are done; items not started by then are not decoded.
+    Items whose `source(item)` is the same video (the same path, or the same file object or array) are decoded once
+    and share the result: two questions about one video cost one decoding, and one file object is never read by two
+    threads at once. An exception raised by `decode` reaches the caller as it would from the loop: the first one in
+    the order of `items`, once the items before it are done; items not started by then are not decoded.
     """
-    workers = min(len(items), MAX_DECODING_THREADS, os.cpu_count() or 1)
+    first_of: dict[tuple, int] = {}
+    distinct: list[Item] = []
+    position_of_item = []
+    for item in items:
+        identity = _source_identity(source(item))
+        if identity not in first_of:
+            first_of[identity] = len(distinct)
+            distinct.append(item)
+        position_of_item.append(first_of[identity])
+    workers = min(len(distinct), MAX_DECODING_THREADS, os.cpu_count() or 1)
     if workers <= 1:
-        return [decode(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        return list(pool.map(decode, items))
+        results = [decode(item) for item in distinct]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+            results = list(pool.map(decode, distinct))
+    return [results[position] for position in position_of_item]
 
 
 __all__ = [

@@ -412,6 +412,31 @@ def test_decode_videos_decodes_each_video_as_load_video_does(tmp_path):
         np.testing.assert_array_equal(video.frames, alone.frames)
 
 
+def test_decode_videos_decodes_a_repeated_video_once(tmp_path, monkeypatch):
+    from vqtoken.modeling import vqtoken_inference
+
+    path = write_test_video(tmp_path / "clip.mp4", index_colors(20, 16, 24), 10, "mpeg4")
+    other = write_test_video(tmp_path / "other.mp4", index_colors(12, 16, 24), 10, "mpeg4")
+    alone = load_video(path, num_frames=5)
+    decoded_sources = []
+
+    def counting_load_video(source, num_frames):
+        decoded_sources.append(source)
+        return load_video(source, num_frames=num_frames)
+
+    monkeypatch.setattr(vqtoken_inference, "load_video", counting_load_video)
+    with open(path, "rb") as file:
+        # the same file object twice: read by one thread once, not by two at once from a shared position
+        decoded = vqtoken_inference.decode_videos(
+            [path, str(path), file, other, tmp_path / "." / "clip.mp4", file], num_frames=5
+        )
+
+    assert len(decoded_sources) == 3  # the path (three spellings), the file object, the other clip
+    for index in (0, 1, 2, 4, 5):
+        np.testing.assert_array_equal(decoded[index].frames, alone.frames)
+    assert decoded[3].num_source_frames == 12
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to decode two videos at once")
 def test_decode_concurrently_runs_items_side_by_side_and_keeps_their_order():
     both_started = threading.Barrier(2, timeout=10)

@@ -368,7 +368,8 @@ class VQTokenSimple(lmms):
                 return f"{type(error).__name__}: {error}"
 
         decoded, failures = {}, {}
-        for index, (prompt, video) in enumerate(zip(prompts, decode_concurrently(read, prompts))):
+        videos = decode_concurrently(read, prompts, source=lambda prompt: prompt.video)
+        for index, (prompt, video) in enumerate(zip(prompts, videos)):
             if isinstance(video, DecodedVideo):
                 decoded[index] = video
                 continue

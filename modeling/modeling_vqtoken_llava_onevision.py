@@ -461,8 +461,7 @@ class VQTokenLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditional
         `AutoModelForMultimodalLM` to this class for `trust_remote_code=True` loading, and declares the
         `video-text-to-text` pipeline (`custom_pipelines` in config.json; its file is copied with the model code, as a
         relative import of this file)."""
-        # Here, not at the top: the pipeline reads `.vqt` files, whose module imports this one. Being a relative
-        # import of this file is what makes transformers copy the pipeline file with the model code.
+        # a relative import of this file: it is what makes transformers copy the pipeline file with the model code
         from .pipeline_vqtoken_llava_onevision import CUSTOM_PIPELINES
 
         class_path = f"{self.__class__.__module__.split('.')[-1]}.{self.__class__.__name__}"

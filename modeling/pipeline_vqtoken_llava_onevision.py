@@ -9,7 +9,6 @@ without the `vqtoken` package; `import vqtoken` registers it for in-process mode
 The work is done by [`answer_prompts`] (`vqtoken_inference.py`), the same staged path as `vqtoken ask`.
 """
 
-import os
 import time
 
 from transformers import GenerationConfig, Pipeline
@@ -18,10 +17,9 @@ from .vqtoken_inference import (
     answer_prompts,
     answer_prompts_from_codebooks,
     decode_videos,
-    encoded_video,
+    encoded_batch,
     video_prompt,
 )
-from .vqtoken_video_cache import CACHE_SUFFIX, load_cached_video
 
 
 VIDEO_PIPELINE_TASK = "video-text-to-text"
@@ -63,7 +61,7 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
       accepted too) and the text;
     - `pipe({"video": video, "text": "question"})`.
 
-    A video may also be a `.vqt` file written by `vqtoken encode` (reading it needs the `vqtoken` package), or a video
+    A video may also be a `.vqt` file written by `vqtoken encode`, or a video
     already encoded (a `vqtoken.streaming.VideoStream`, asked as it is now): it is answered from its codebook and index
     map, without decoding, vision tower or clustering. A batch is either all encoded or all videos.
 
@@ -205,23 +203,10 @@ class VQTokenVideoTextToTextPipeline(Pipeline):
                 input_texts.append(request["question"])
             videos.append(video)
             prompts.append(prompt)
-        encoded = [encoded_video(video) for video in videos]
-        if any(video is not None for video in encoded):
-            if not all(video is not None for video in encoded):
-                raise ValueError(
-                    "A batch mixes encoded videos (streams, .vqt files read back) and videos: give one kind."
-                )
-            return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": {}}
-        cached = [
-            str(video).lower().endswith(CACHE_SUFFIX) for video in videos if isinstance(video, (str, os.PathLike))
-        ]
-        if any(cached):
-            if len(cached) != len(videos) or not all(cached):
-                raise ValueError("A batch mixes .vqt files and videos: give either cached videos or videos.")
-            start = time.perf_counter()
-            cached_videos = [load_cached_video(path, self.model, self.processor) for path in videos]
-            timings = {"load": time.perf_counter() - start}
-            return {"prompts": prompts, "cached_videos": cached_videos, "input_texts": input_texts, "timings": timings}
+        batch = encoded_batch(self.model, self.processor, videos)
+        if batch is not None:
+            encoded, timings = batch
+            return {"prompts": prompts, "cached_videos": encoded, "input_texts": input_texts, "timings": timings}
         start = time.perf_counter()
         decoded = decode_videos(videos, num_frames or self.processor.default_num_frames)
         timings = {"decode": time.perf_counter() - start}

@@ -604,14 +604,25 @@ def _load_file(
     errors: list[str] = []
     decoded = list(_decode_planned(plan, errors))
     _check_recovered(plan, len(decoded), errors, min_frames)
+    return _decoded_video(decoded, plan.name, plan.rate, plan.duration, plan.total)
+
+
+def _decoded_video(
+    decoded: list[tuple[np.ndarray, float, int]],
+    source: str,
+    fps: float | None,
+    duration: float,
+    num_source_frames: int,
+) -> DecodedVideo:
+    """A [`DecodedVideo`] from the `(rgb, seconds, index)` triples the decode pass yields."""
     return DecodedVideo(
         frames=np.stack([rgb for rgb, _, _ in decoded]),
         timestamps=[seconds for _, seconds, _ in decoded],
         indices=[index for _, _, index in decoded],
-        fps=plan.rate,
-        duration=plan.duration,
-        num_source_frames=plan.total,
-        source=plan.name,
+        fps=fps,
+        duration=duration,
+        num_source_frames=num_source_frames,
+        source=source,
     )
 
 
@@ -630,12 +641,14 @@ class FrameWindows:
         num_frames: frames the iteration will yield (`None` for a live container).
         fps: average frame rate of the source (`None` when unknown).
         duration: length of the source in seconds (`None` for a live container).
+        num_source_frames: frames in the source (`None` for a live container).
     """
 
     source: str
     num_frames: int | None
     fps: float | None
     duration: float | None
+    num_source_frames: int | None
     _frames: Iterator[tuple[np.ndarray, float, int]]
     _window: int
     _finish: Callable[[int], None]  # called with the number of frames yielded, once the iteration ends
@@ -655,15 +668,10 @@ class FrameWindows:
         self._finish(recovered)
 
     def _decoded(self, batch: list[tuple[np.ndarray, float, int]]) -> DecodedVideo:
-        return DecodedVideo(
-            frames=np.stack([rgb for rgb, _, _ in batch]),
-            timestamps=[seconds for _, seconds, _ in batch],
-            indices=[index for _, _, index in batch],
-            fps=self.fps,
-            duration=self.duration if self.duration is not None else batch[-1][1],
-            num_source_frames=self.num_frames if self.num_frames is not None else batch[-1][2] + 1,
-            source=self.source,
-        )
+        # a live container's length so far: up to the window's last frame
+        duration = self.duration if self.duration is not None else batch[-1][1]
+        num_source_frames = self.num_source_frames if self.num_source_frames is not None else batch[-1][2] + 1
+        return _decoded_video(batch, self.source, self.fps, duration, num_source_frames)
 
 
 def _container_frames(container, fps: float, after_index: int) -> Iterator[tuple[np.ndarray, float, int]]:
@@ -750,6 +758,7 @@ def read_windows(
             None,
             _average_rate(stream),
             None,
+            None,
             _container_frames(source, fps, after_index),
             window,
             lambda recovered: None,
@@ -763,6 +772,7 @@ def read_windows(
         len([index for index in plan.wanted if index < plan.available]),
         plan.rate,
         plan.duration,
+        plan.total,
         _decode_planned(plan, errors),
         window,
         lambda recovered: _check_recovered(plan, recovered, errors, min_frames),

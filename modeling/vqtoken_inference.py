@@ -18,6 +18,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .video_io import DEFAULT_NUM_FRAMES, FRAME_LAYOUT, DecodedVideo, decode_concurrently, load_video
+from .vqtoken_video_cache import is_cached_video, load_cached_video
 
 
 @dataclass
@@ -191,6 +192,36 @@ def encoded_video(video):
     if hasattr(video, "snapshot"):
         video = video.snapshot()
     return video if hasattr(video, "codebook") and hasattr(video, "index_map") else None
+
+
+def encoded_batch(model, processor, videos: list) -> tuple[list, dict[str, float]] | None:
+    """
+    The videos of a batch when they are already encoded: `.vqt` paths, read and checked against `model` and
+    `processor` (the seconds that takes are `timings["load"]`), or objects with a codebook and an index map (see
+    [`encoded_video`]). `None` when no video of the batch is encoded.
+
+    Returns:
+        `(encoded videos, timings)`, or `None`.
+
+    Raises:
+        ValueError: the batch mixes encoded videos and videos to decode.
+    """
+    cached = [is_cached_video(video) for video in videos]
+    objects = [None if is_cached else encoded_video(video) for video, is_cached in zip(videos, cached)]
+    is_encoded = [is_cached or video is not None for is_cached, video in zip(cached, objects)]
+    if not any(is_encoded):
+        return None
+    if not all(is_encoded):
+        raise ValueError(
+            "A batch mixes .vqt files and videos, or encoded videos (streams, .vqt files read back) and videos: "
+            "give one kind."
+        )
+    start = time.perf_counter()
+    encoded = [
+        load_cached_video(video, model, processor) if is_cached else video_object
+        for video, is_cached, video_object in zip(videos, cached, objects)
+    ]
+    return encoded, ({"load": time.perf_counter() - start} if any(cached) else {})
 
 
 @torch.no_grad()
@@ -399,10 +430,9 @@ def ask_videos(
     if not videos:
         raise ValueError("No video given.")
     prompts = [video_prompt(processor, question) for question in questions]
-    encoded = [encoded_video(video) for video in videos]
-    if any(video is not None for video in encoded):
-        if not all(video is not None for video in encoded):
-            raise ValueError("A batch mixes encoded videos (read from .vqt files, streams) and videos: give one kind.")
+    batch = encoded_batch(model, processor, videos)
+    if batch is not None:
+        encoded, timings = batch
         return answer_prompts_from_codebooks(
             model,
             processor,
@@ -410,6 +440,7 @@ def ask_videos(
             [video.codebook for video in encoded],
             [video.index_map for video in encoded],
             max_new_tokens,
+            timings=timings,
             **generate_kwargs,
         )
     start = time.perf_counter()
@@ -434,6 +465,7 @@ __all__ = [
     "ask_videos",
     "check_context",
     "decode_videos",
+    "encoded_batch",
     "encode_for_generation",
     "encoded_video",
     "stock_video_tokens",

@@ -36,11 +36,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load as safetensors_load
 
-from .modeling_vqtoken_llava_onevision import VQTokenVideoOutput
+
+if TYPE_CHECKING:  # the model module is not imported at run time: it would close a loop model -> pipeline -> here
+    from .modeling_vqtoken_llava_onevision import VQTokenVideoOutput
 
 
 FORMAT_NAME = "vqtoken-video"
@@ -319,7 +322,7 @@ def load_cached_video(path, model, processor=None, num_frames: int | None = None
     return cached
 
 
-def load_cached_videos(paths, model, processor=None, num_frames: int | None = None) -> VQTokenVideoOutput:
+def load_cached_videos(paths, model, processor=None, num_frames: int | None = None) -> "VQTokenVideoOutput":
     """
     Reads and validates `.vqt` files and rebuilds the tokens the language model reads for them, in the model's current
     mode: pass the result to `model.generate(input_ids=..., video_outputs=...)` with one video placeholder run per

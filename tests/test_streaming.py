@@ -401,6 +401,8 @@ def test_windows_sample_a_file_exactly_as_load_video(indexed_clip):
     assert [len(window.indices) for window in decoded] == [4, 4, 4, 2]
     assert sum((window.indices for window in decoded), []) == whole.indices
     assert np.array_equal(np.concatenate([window.frames for window in decoded]), whole.frames)
+    assert windows.num_source_frames == whole.num_source_frames == 45
+    assert [(window.num_source_frames, window.duration) for window in decoded] == [(45, whole.duration)] * 4
     later = list(read_windows(indexed_clip, fps=3, window=4, after_index=whole.indices[5]))
     assert sum((window.indices for window in later), []) == whole.indices[6:]
     with av.open(str(indexed_clip)) as container:  # an open container is sampled as frames arrive

@@ -447,6 +447,22 @@ def test_encode_stream_resumes_and_refuses_another_video(build_model, indexed_cl
         encode_stream(model, processor, other, output, fps=3, window=4)
 
 
+def test_encode_stream_goes_on_with_a_grown_file(build_model, indexed_clip, tmp_path):
+    model, processor = build_model(vqtoken_mode="attention", vqtoken_max_clusters=5)
+    growing, output = tmp_path / "growing.mkv", tmp_path / "growing.vqt"
+    data = indexed_clip.read_bytes()
+    growing.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="breaks part-way|reading packets failed"):
+        assert encode_stream(model, processor, growing, output, fps=3, window=4)
+    assert 0 < VideoStream.resume(output, model, processor).num_frames < 14
+    growing.write_bytes(data)
+    assert encode_stream(model, processor, growing, output, fps=3, window=4)  # the frames after the saved ones
+    resumed = VideoStream.resume(output, model, processor)
+    assert resumed.num_frames == 14
+    assert resumed.attention_frames == VideoStream(model, processor).attention_frames
+    assert resumed.frame_times == pytest.approx(load_video(indexed_clip, fps=3).timestamps)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------------------

@@ -371,10 +371,10 @@ class VideoStream:
         )
 
     @classmethod
-    def resume(cls, path, model, processor) -> "VideoStream":
+    def resume(cls, path, model, processor, attention_frames: int | None = None) -> "VideoStream":
         """
         The stream saved in `path`, to go on with: add frames (or call [`add_video`] on the same video again) and
-        [`save`] it back.
+        [`save`] it back. `attention_frames`: as in the constructor; default: the one the stream was saved with.
 
         Raises:
             CacheMismatchError: the file was made by another model or with other settings (the field is named).
@@ -388,7 +388,11 @@ class VideoStream:
         try:
             budget = json.loads(metadata["stream_settings"])
             stream = cls(
-                model, processor, int(metadata["attention_frames"]), budget["micro_clusters"], budget["chunk_clusters"]
+                model,
+                processor,
+                attention_frames or int(metadata["attention_frames"]),
+                budget["micro_clusters"],
+                budget["chunk_clusters"],
             )
             tensors = {name: tensor for name, tensor in _read_tensors(path).items() if name.startswith("stream_")}
             if metadata.get("stream_tensors_sha256") != tensor_checksum(*(tensors[name] for name in sorted(tensors))):
@@ -444,8 +448,7 @@ def encode_stream(
     """
     output = Path(output)
     if output.exists() and not overwrite:
-        stream = VideoStream.resume(output, model, processor)
-        stream.attention_frames = attention_frames
+        stream = VideoStream.resume(output, model, processor, attention_frames)
     else:
         stream = VideoStream(model, processor, attention_frames)
     windows = stream.windows(source, fps, window)

@@ -256,7 +256,8 @@ class _StreamIndex:
     broken: str | None  # demuxer error that ended the pass early, if any
 
 
-def _source_name(source: object) -> str:
+def source_name(source: object) -> str:
+    """How messages name a video source: its path, a file object's `name`, or its type."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     name = getattr(source, "name", None)
@@ -464,7 +465,7 @@ class _FilePlan:
 
 def _plan_file(source: str | os.PathLike | BinaryIO, num_frames: int | None, fps: float | None) -> _FilePlan:
     """Index pass over a file and the frame indices to decode."""
-    name = _source_name(source)
+    name = source_name(source)
     if av is None:
         raise ImportError(f"decoding the video file {name} needs PyAV: pip install av")
     opener = _Opener(source, name)
@@ -679,7 +680,7 @@ def _container_frames(container, fps: float, after_index: int) -> Iterator[tuple
     container, decided as frames arrive: a target is settled by the first frame shown after it,
     and is then given the frame before (the rule of [`fps_indices`], which needs every
     timestamp up front).  Frames with index `<= after_index` are skipped."""
-    stream = _video_stream(container, _source_name(container))
+    stream = _video_stream(container, source_name(container))
     size = None
     first_pts = None
     target = 0  # next target number
@@ -752,9 +753,9 @@ def read_windows(
         if fps is None or num_frames is not None:
             raise ValueError("an open container is read once as it plays: sample it with fps, not num_frames")
         _check_policy(None, fps)
-        stream = _video_stream(source, _source_name(source))
+        stream = _video_stream(source, source_name(source))
         return FrameWindows(
-            _source_name(source),
+            source_name(source),
             None,
             _average_rate(stream),
             None,
@@ -896,5 +897,6 @@ __all__ = [
     "fps_indices",
     "load_video",
     "read_windows",
+    "source_name",
     "uniform_indices",
 ]

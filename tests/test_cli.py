@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,19 @@ def test_help_imports_neither_torch_nor_transformers():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "usage: vqtoken" in result.stdout
+
+
+def test_train_refuses_a_configuration_that_trains_nothing_in_one_line(tmp_path):
+    smoke = Path(__file__).resolve().parents[1] / "examples" / "training" / "synthetic_smoke.yaml"
+    result = vqtoken(
+        "train",
+        str(smoke),
+        "train.parts={vq_attention: 1e-3}",
+        "model.video_tokens=full",  # the VQ-Attention does not run on uncompressed tokens
+        f"logging.output_dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "vqtoken: error: No part of train.parts runs in this configuration: nothing would train."
+    )
+    assert "Traceback" not in result.stderr

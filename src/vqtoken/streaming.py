@@ -44,6 +44,7 @@ from .modeling.video_io import (
     DecodedVideo,
     FrameWindows,
     read_windows,
+    source_name,
     uniform_indices,
 )
 from .modeling.vqtoken_inference import (
@@ -272,7 +273,7 @@ class VideoStream:
             source, fps=fps, window=window, after_index=self.video.last_index if self.video is not None else -1
         )
         if self.video is None:
-            self.video = _VideoSource(_source_name(source), float(fps), -1)
+            self.video = _VideoSource(source_name(source), float(fps), -1)
         self.video.num_bytes, self.video.sha256 = prefix
         return windows
 
@@ -286,7 +287,7 @@ class VideoStream:
 
     def _check_same_video(self, source, fps: float):
         """Raises [`StreamError`] unless `source` is the video this stream reads (or it reads none yet)."""
-        name = _source_name(source)
+        name = source_name(source)
         if self.video is not None:
             if self.video.fps != float(fps):
                 raise StreamError(f"The stream samples {self.video.name} at {self.video.fps} frames/s, not {fps}.")
@@ -476,13 +477,6 @@ def _read_tensors(path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
-
-
-def _source_name(source) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    name = getattr(source, "name", None)
-    return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__} object>"
 
 
 def _is_file(source) -> bool:

@@ -44,11 +44,11 @@ from vqtoken.modeling.video_io import (
     DecodedVideo,
     VideoDecodeError,
     decode_concurrently,
+    load_video,
     uniform_indices,
 )
 from vqtoken.modeling.vqtoken_inference import (
     answer_prompts,
-    decode_videos,
     encode_for_generation,
     stock_video_tokens,
     timed_generate,
@@ -185,13 +185,13 @@ def read_video(video: str, num_frames: int) -> DecodedVideo:
     """
     folder = Path(video)
     if not folder.is_dir():
-        return decode_videos([video], num_frames)[0]
+        return load_video(video, num_frames=num_frames)
     images = sorted(path for path in folder.iterdir() if path.suffix.lower() in FRAME_SUFFIXES)
     if not images:
         raise VideoDecodeError(f"{video} is a folder without frame images ({', '.join(FRAME_SUFFIXES)}).")
     indices = uniform_indices(len(images), num_frames)
     frames = np.stack([np.asarray(Image.open(images[index]).convert("RGB")) for index in indices])
-    return decode_videos([frames], num_frames)[0]
+    return load_video(frames, num_frames=num_frames)
 
 
 class VQTokenSimple(lmms):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..modeling.video_io import FRAME_LAYOUT, load_video
+from .config import TrainingConfigError
 
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def load_conversation_records(
     import datasets
 
     if bool(files) == bool(hub_dataset):
-        raise ValueError("Give either local `files` or a `hub_dataset`.")
+        raise TrainingConfigError("Give either local `files` or a `hub_dataset`.")
     parts = []
     if files:
         for file in files:

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from ..modeling.modeling_vqtoken_llava_onevision import VQTokenLlavaOnevisionForConditionalGeneration
 from ..modeling.vqtoken_inference import encode_for_generation
-from .config import PARTS, ModelArgs
+from .config import PARTS, ModelArgs, TrainingConfigError
 from .data import IGNORE_INDEX
 
 
@@ -40,7 +40,7 @@ def tiny_model_config(tokenizer, tiny: dict | None = None, vqtoken: dict | None 
     sizes = {**TINY_DEFAULTS, **(tiny or {})}
     unknown = set(sizes) - set(TINY_DEFAULTS)
     if unknown:
-        raise ValueError(f"Unknown keys {sorted(unknown)} in model.tiny; known: {sorted(TINY_DEFAULTS)}.")
+        raise TrainingConfigError(f"Unknown keys {sorted(unknown)} in model.tiny; known: {sorted(TINY_DEFAULTS)}.")
     config = tiny_config(
         tokenizer,
         image_size=sizes["image_size"],
@@ -127,7 +127,7 @@ def select_trainable_parameters(
     """
     unknown = set(parts) - set(PARTS)
     if unknown:
-        raise ValueError(f"Unknown parts {sorted(unknown)}; choose among {PARTS}.")
+        raise TrainingConfigError(f"Unknown parts {sorted(unknown)}; choose among {PARTS}.")
     parts = dict(parts)
     if "vq_attention" in parts and (model.config.vqtoken_mode != "attention" or video_tokens != "model"):
         logger.warning(
@@ -137,7 +137,7 @@ def select_trainable_parameters(
         )
         parts.pop("vq_attention")
     if not parts:
-        raise ValueError("No part of train.parts runs in this configuration: nothing would train.")
+        raise TrainingConfigError("No part of train.parts runs in this configuration: nothing would train.")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     groups, seen = [], set()
@@ -155,7 +155,7 @@ def select_trainable_parameters(
             parameter.requires_grad_(True)
             params.append(parameter)
         if not params:
-            raise ValueError(f"Part {name!r} has no parameters to train.")
+            raise TrainingConfigError(f"Part {name!r} has no parameters to train.")
         groups.append({"params": params, "lr": float(parts[name]), "name": name})
         logger.info(
             "Training %s: %d tensors, %d parameters, lr %g",

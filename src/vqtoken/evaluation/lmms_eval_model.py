@@ -578,26 +578,26 @@ class VQTokenSimple(lmms):
         frames = [video.frames(prompt.video, self.max_frames_num)] if prompt.video is not None else None
         inputs = self._encode([text], prompt.images, frames)
         input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
-        labels = torch.full_like(input_ids, -100)
-        labels[:, -scored_length:] = input_ids[:, -scored_length:]
         config = self.model.config
         counts = VisualTokenCounts(modality=prompt.modality)
         if prompt.video is not None:
             encoded = video.encoding(self.model, inputs.pop("pixel_values_videos"))
-            input_ids, attention_mask, labels = self.model.align_video_placeholders(
-                input_ids, attention_mask, encoded.visual_tokens, labels=labels
+            input_ids, attention_mask, _ = self.model.align_video_placeholders(
+                input_ids, attention_mask, encoded.visual_tokens
             )
             inputs["mm_encoder_outputs"] = {"video": encoded.video_outputs}
             counts.visual_tokens, counts.num_clusters = encoded.visual_tokens[0], encoded.num_clusters[0]
             counts.visual_tokens_stock = stock_video_tokens(config, self.max_frames_num)
         elif prompt.images:
             counts.visual_tokens = counts.visual_tokens_stock = int((input_ids == config.image_token_id).sum())
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **inputs).logits
-        targets = labels[0, 1:]
-        scored = targets != -100
-        log_probs = torch.log_softmax(logits[0, :-1][scored].float(), dim=-1)
-        loss = -log_probs.gather(1, targets[scored][:, None]).mean()
-        greedy = bool((log_probs.argmax(dim=-1) == targets[scored]).all())
+        # the continuation is the last `scored_length` tokens: only the logits that predict them are computed
+        logits = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=scored_length + 1, **inputs
+        ).logits
+        targets = input_ids[0, -scored_length:]
+        log_probs = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+        loss = -log_probs.gather(1, targets[:, None]).mean()
+        greedy = bool((log_probs.argmax(dim=-1) == targets).all())
         return float(loss), greedy, counts
 
 

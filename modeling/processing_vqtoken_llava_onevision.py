@@ -9,6 +9,16 @@ from .video_io import DEFAULT_NUM_FRAMES
 from .vqtoken_choices import VQTOKEN_MODES
 
 
+def quantized_video_tokens(mode: str, num_frames: int, num_clusters: int) -> int:
+    """Tokens the language model reads for a video of `num_frames` frames quantized into `num_clusters` clusters, the
+    newline included: `K + 1` in mode `"centroids"`, `max(T, K) + 1` in mode `"attention"`."""
+    if mode == "centroids":
+        return num_clusters + 1
+    if mode == "attention":
+        return max(num_frames, num_clusters) + 1
+    raise ValueError(f"vqtoken_mode={mode!r} does not quantize videos.")
+
+
 class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
     r"""
     Tokenizer, image processor and video processor of LLaVA-OneVision. Each `<video>` of a prompt is expanded to the
@@ -124,9 +134,7 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         if self.vqtoken_mode == "off":
             pooled_side = -(-int(self.num_image_tokens**0.5) // 2)
             return num_frames * pooled_side * pooled_side + 1
-        if self.vqtoken_mode == "centroids":
-            return self.vqtoken_max_clusters + 1
-        return max(num_frames, self.vqtoken_max_clusters) + 1
+        return quantized_video_tokens(self.vqtoken_mode, num_frames, self.vqtoken_max_clusters)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
         processed_video = video_inputs["pixel_values_videos"][video_idx]
@@ -141,6 +149,6 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         return vision_data
 
 
-__all__ = ["VQTokenLlavaOnevisionProcessor"]
+__all__ = ["VQTokenLlavaOnevisionProcessor", "quantized_video_tokens"]
 
 VQTokenLlavaOnevisionProcessor.register_for_auto_class()

@@ -36,6 +36,7 @@ from vllm.multimodal.processing import PromptReplacement
 
 from ..cache import CachedVideo, CacheError, check_cached_video, fingerprint_tensors, parse_cached_video
 from ..modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
+from ..modeling.processing_vqtoken_llava_onevision import quantized_video_tokens
 from ..modeling.video_io import DEFAULT_NUM_FRAMES
 from .vqt_inputs import VQT_FIELD
 
@@ -56,13 +57,8 @@ ADAPTIVE_K_MESSAGE = (
 
 
 def video_token_count(config: VQTokenLlavaOnevisionConfig, num_frames: int, num_clusters: int) -> int:
-    """Tokens the language model reads for a video of `num_frames` frames quantized into `num_clusters` clusters, the
-    newline included: `K + 1` in mode `"centroids"`, `max(T, K) + 1` in mode `"attention"`."""
-    if config.vqtoken_mode == "centroids":
-        return num_clusters + 1
-    if config.vqtoken_mode == "attention":
-        return max(num_frames, num_clusters) + 1
-    raise ValueError(f"vqtoken_mode={config.vqtoken_mode!r} does not quantize videos.")
+    """[`quantized_video_tokens`] in the configured mode."""
+    return quantized_video_tokens(config.vqtoken_mode, num_frames, num_clusters)
 
 
 @functools.lru_cache(maxsize=4)

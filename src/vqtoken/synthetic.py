@@ -225,4 +225,26 @@ def write_clip(
     return path
 
 
-__all__ = ["COLOURS", "DIRECTIONS", "MAX_OBJECTS", "SHAPES", "ClipSpec", "render_clip", "shape_mask", "write_clip"]
+def random_spec(rng: np.random.Generator) -> ClipSpec:
+    """A clip of random colour, shape, direction, object count and seed, drawn from `rng` (the synthetic training set,
+    the synthetic camera and the synthetic lmms-eval task draw their clips with it)."""
+    return ClipSpec(
+        colour=str(rng.choice(list(COLOURS))),
+        shape=str(rng.choice(SHAPES)),
+        direction=str(rng.choice(DIRECTIONS)),
+        count=int(rng.integers(1, MAX_OBJECTS + 1)),
+        seed=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
+__all__ = [
+    "COLOURS",
+    "DIRECTIONS",
+    "MAX_OBJECTS",
+    "SHAPES",
+    "ClipSpec",
+    "random_spec",
+    "render_clip",
+    "shape_mask",
+    "write_clip",
+]

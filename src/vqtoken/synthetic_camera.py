@@ -11,8 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .synthetic import render_clip
-from .training.synthetic_data import random_spec
+from .synthetic import random_spec, render_clip
 
 
 def scene_specs(num_scenes: int, seed: int = 0) -> list:

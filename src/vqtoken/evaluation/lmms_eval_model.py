@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import GenerationConfig
 
-from vqtoken.loading import load_model_and_processor, resolve_device, resolve_dtype
+from vqtoken.loading import load_model_and_processor
 from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from vqtoken.modeling.video_io import (
     FRAME_LAYOUT,
@@ -241,11 +241,10 @@ class VQTokenSimple(lmms):
                 device = f"cuda:{accelerator.local_process_index}"
             self.accelerator = accelerator
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-        device = resolve_device(device)
         self.model, self.processor = load_model_and_processor(
             pretrained,
             device=device,
-            dtype=resolve_dtype(dtype, device),
+            dtype=dtype,
             attn_implementation=attn_implementation,
             **settings,
         )

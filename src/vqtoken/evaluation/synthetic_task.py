@@ -79,8 +79,7 @@ def write_clips(folder: Path, num_clips: int, seed: int = 0) -> list[tuple[Path,
     """
     from PIL import Image
 
-    from vqtoken.synthetic import render_clip, write_clip
-    from vqtoken.training.synthetic_data import random_spec
+    from vqtoken.synthetic import random_spec, render_clip, write_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

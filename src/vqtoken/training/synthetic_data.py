@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import COLOURS, DIRECTIONS, SHAPES, ClipSpec, render_clip, write_clip
+from ..synthetic import COLOURS, DIRECTIONS, SHAPES, ClipSpec, random_spec, render_clip, write_clip
 
 
 logger = logging.getLogger(__name__)
@@ -57,16 +57,6 @@ def answer(spec: ClipSpec, question_type: str) -> str:
     if question_type == "count":
         return COUNTS[spec.count - 1]
     raise ValueError(f"Unknown question type {question_type!r}; expected one of {QUESTION_TYPES}.")
-
-
-def random_spec(rng: np.random.Generator) -> ClipSpec:
-    return ClipSpec(
-        colour=str(rng.choice(list(COLOURS))),
-        shape=str(rng.choice(SHAPES)),
-        direction=str(rng.choice(DIRECTIONS)),
-        count=int(rng.integers(1, len(COUNTS) + 1)),
-        seed=int(rng.integers(0, 2**31 - 1)),
-    )
 
 
 def make_record(record_id: str, video: str, question_types: list[str], spec: ClipSpec) -> dict:

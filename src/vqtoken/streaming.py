@@ -233,7 +233,7 @@ class VideoStream:
         self.frame_times += times
         digest = hashlib.sha256(self._fingerprint.encode())
         digest.update(f"{frames.shape}:{frames.dtype}:".encode())
-        digest.update(np.ascontiguousarray(frames).tobytes())
+        digest.update(memoryview(np.ascontiguousarray(frames)))  # the pixels as they are, not a copy
         self._fingerprint = digest.hexdigest()
         logger.debug("stream: %d frames, K=%d", self.num_frames, self.num_clusters)
         return self.num_frames

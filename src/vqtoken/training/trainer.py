@@ -259,7 +259,6 @@ class _Run:
     """Everything a run prepared: the wrapped module and its optimizer, schedule and data, and the step counts."""
 
     module: torch.nn.Module
-    model: torch.nn.Module
     peft_model: object | None
     processor: object
     optimizer: torch.optim.Optimizer
@@ -407,20 +406,19 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
         )
     accelerator.register_for_checkpointing(scheduler)
     return _Run(
-        module,
-        model,
-        peft_model,
-        processor,
-        optimizer,
-        scheduler,
-        [group["name"] for group in groups],
-        sampler,
-        train_loader,
-        eval_loader,
-        len(train_set),
-        skipped,
-        steps_per_epoch,
-        max_steps,
+        module=module,
+        peft_model=peft_model,
+        processor=processor,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        group_names=[group["name"] for group in groups],
+        sampler=sampler,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        train_records=len(train_set),
+        skipped=skipped,
+        steps_per_epoch=steps_per_epoch,
+        max_steps=max_steps,
     )
 
 

@@ -234,6 +234,28 @@ def test_help_imports_neither_torch_nor_transformers():
     assert "usage: vqtoken" in result.stdout
 
 
+def test_known_error_classes_are_the_ones_their_modules_define():
+    import importlib
+
+    from vqtoken.commands.errors import KNOWN_ERRORS, known_errors
+
+    for module, name in KNOWN_ERRORS:
+        error_class = getattr(importlib.import_module(module), name)
+        assert error_class.__module__ == module and issubclass(error_class, Exception)
+        assert error_class in known_errors()
+
+
+def test_an_early_error_is_reported_without_importing_torch():
+    code = (
+        "import sys\nfrom vqtoken.commands.errors import CommandError, exit_code_for\n"
+        "print(exit_code_for(CommandError('no such video')))\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines() == ["1", "[]"], result.stderr
+    assert result.stderr.strip() == "vqtoken: error: no such video"
+
+
 def test_train_refuses_a_configuration_that_trains_nothing_in_one_line(tmp_path):
     smoke = Path(__file__).resolve().parents[1] / "examples" / "training" / "synthetic_smoke.yaml"
     result = vqtoken(

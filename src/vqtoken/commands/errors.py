@@ -19,29 +19,25 @@ class CommandError(Exception):
     """A failure the command itself detects (e.g. an output path that is a folder): exit code 1."""
 
 
-def known_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes that report a user's input or environment, not a bug (imported only when needed)."""
-    from ..cache import CacheError
-    from ..conversion.report import ConversionError
-    from ..loading import ModelLoadError
-    from ..modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
-    from ..modeling.video_io import VideoDecodeError
-    from ..publish import PublishError
-    from ..streaming import StreamError
-    from ..training.config import TrainingConfigError
+# The known error classes, each by the module that defines it. An exception can only be raised once its class's module
+# has been imported, so only the modules already loaded are looked at: reporting an error found before the model was
+# loaded does not import torch and transformers.
+KNOWN_ERRORS = (
+    ("vqtoken.modeling.video_io", "VideoDecodeError"),
+    ("vqtoken.loading", "ModelLoadError"),
+    ("vqtoken.modeling.configuration_vqtoken_llava_onevision", "VQTokenSettingError"),
+    ("vqtoken.modeling.vqtoken_video_cache", "CacheError"),
+    ("vqtoken.conversion.report", "ConversionError"),
+    ("vqtoken.publish", "PublishError"),
+    ("vqtoken.streaming", "StreamError"),
+    ("vqtoken.training.config", "TrainingConfigError"),
+)
 
-    return (
-        CommandError,
-        VideoDecodeError,
-        ModelLoadError,
-        VQTokenSettingError,
-        CacheError,
-        ConversionError,
-        PublishError,
-        StreamError,
-        TrainingConfigError,
-        OSError,
-    )
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that report a user's input or environment, not a bug."""
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in KNOWN_ERRORS if module in sys.modules)
+    return (CommandError, OSError, *loaded)
 
 
 def exit_code_for(error: Exception, verbose: bool = False) -> int | None:

@@ -59,7 +59,10 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpe
 
 @dataclass
 class EncodeReport:
-    """What [`encode_folder`] did: files written, outputs already valid and skipped, and failures `(source, error)`."""
+    """
+    What [`encode_folder`] (or [`encode_pairs`]) did: files written, outputs already valid and skipped, and failures
+    `(source, error)`.
+    """
 
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
@@ -286,19 +289,32 @@ def encode_folder(
     from tqdm.auto import tqdm
 
     num_frames = num_frames or processor.default_num_frames
-    report = EncodeReport()
     bar = tqdm(collect_videos(inputs, output, recursive), desc="encoding videos", unit="video", disable=not progress)
-    for source, target in bar:
+
+    def encode_one(source: Path, target: Path) -> bool:
         bar.set_postfix_str(source.name, refresh=False)
+        return _encode_to_file(model, processor, source, target, num_frames, overwrite=overwrite) is not None
+
+    with bar:
+        return encode_pairs(bar, encode_one)
+
+
+def encode_pairs(pairs, encode_one) -> EncodeReport:
+    """
+    Calls `encode_one(source, target)` for every `(source, target)` of `pairs`; it returns whether it wrote `target`
+    (`False`: `target` was already up to date). A video that cannot be read or written is reported and the others go
+    on; any other error stops the run (it is a bug, not a bad file).
+    """
+    report = EncodeReport()
+    for source, target in pairs:
         try:
-            written = _encode_to_file(model, processor, source, target, num_frames, overwrite=overwrite)
-        except (VideoDecodeError, CacheError, OSError) as error:  # one bad file must not stop a folder
+            written = encode_one(source, target)
+        except (VideoDecodeError, CacheError, OSError) as error:
             logger.info("could not encode %s: %s", source, error)
             problem = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
             report.failed.append((str(source), str(problem)))
             continue
-        (report.written if written is not None else report.skipped).append(target)
-    bar.close()
+        (report.written if written else report.skipped).append(target)
     return report
 
 
@@ -353,6 +369,7 @@ __all__ = [
     "collect_videos",
     "config_cache_settings",
     "encode_folder",
+    "encode_pairs",
     "encode_to_vqt",
     "fingerprint_tensors",
     "is_cached_video",

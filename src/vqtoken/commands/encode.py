@@ -58,32 +58,24 @@ def run(args) -> int:
 def _encode_streams(args, model, processor, pairs):
     """`--fps`: each video streamed into its `.vqt` file (`vqtoken.streaming.encode_stream`: window by window, with
     checkpoints; a stream file already there of the same video and model is resumed)."""
-    from ..cache import CacheError, EncodeReport
-    from ..modeling.video_io import VideoDecodeError
+    from ..cache import encode_pairs
     from ..streaming import encode_stream
     from .options import progress
 
     new_stream(model, processor, args)  # settings a stream cannot use are refused before any file is read
-    report = EncodeReport()
-    for source, target in pairs:
+
+    def stream_one(source, target) -> bool:
         with progress(args, None, f"streaming {source.name}", unit="frame") as bar:
-            try:
-                added = encode_stream(
-                    model,
-                    processor,
-                    source,
-                    target,
-                    args.fps,
-                    attention_frames=args.frames,
-                    window=args.chunk_frames,
-                    overwrite=args.overwrite,
-                    progress=bar,
-                )
-            except (VideoDecodeError, CacheError, OSError) as error:  # one bad file must not stop a folder
-                problem = (
-                    f"{error.filename}: {error.strerror}" if isinstance(error, OSError) and error.strerror else error
-                )
-                report.failed.append((str(source), str(problem)))
-                continue
-        (report.written if added else report.skipped).append(target)
-    return report
+            return encode_stream(
+                model,
+                processor,
+                source,
+                target,
+                args.fps,
+                attention_frames=args.frames,
+                window=args.chunk_frames,
+                overwrite=args.overwrite,
+                progress=bar,
+            )
+
+    return encode_pairs(pairs, stream_one)

@@ -97,8 +97,8 @@ def onevision_config(variant: str, tokenizer, size: str = "0.5b"):
         "max_position_embeddings": 32768,
         "rope_theta": 1e6,
         "tie_word_embeddings": True,
-        "pad_token_id": 151643,
-        "eos_token_id": 151645,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
     }
     if size == "tiny":
         vision.update(TINY_VISION)
@@ -147,14 +147,15 @@ def build_model(variant: str, dtype: torch.dtype, device: str, size: str = "0.5b
             else:
                 parameter.zero_()
     model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
     return model.to(device, dtype).eval(), tiny_processor(config, tokenizer)
 
 
-def kv_bytes_per_position(model) -> int:
-    """Bytes one cached position holds: a key and a value vector per layer and key/value head, in the model's dtype."""
-    text = model.config.text_config
+def kv_bytes_per_position(text, dtype: torch.dtype) -> int:
+    """Bytes one cached position holds: a key and a value vector per layer and key/value head of the language model
+    configured by `text` (its text config), in `dtype`."""
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    element = torch.empty((), dtype=model.dtype).element_size()
+    element = torch.empty((), dtype=dtype).element_size()
     return 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * element
 
 
@@ -199,7 +200,7 @@ def measure_request(model, processor, variant: str, frames: int, clip: Path, cac
     timings = dict(answer.timings)
     generation_seconds = timings.pop("generation")
     text_tokens = len(processor.tokenizer(prompt).input_ids) - 1  # the one `<video>` placeholder of the template
-    per_position = kv_bytes_per_position(model)
+    per_position = kv_bytes_per_position(model.config.text_config, model.dtype)
     result.update(
         timings=timings,
         ttft_s=sum(timings.values()),

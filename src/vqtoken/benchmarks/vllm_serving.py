@@ -95,16 +95,11 @@ def save_vqtoken_folder(arch: str, output) -> str:
     else:
         from .end_to_end import build_model
 
-        model, _ = build_model("vqtoken", torch.float32, "cpu")
+        model, _ = build_model("vqtoken", torch.float32, "cpu")  # its token ids are the tiny tokenizer's
         config = model.config
         for name, value in settings.items():
             setattr(config, name, value)
-        config.image_token_index, config.video_token_index = tokenizer.image_token_id, tokenizer.video_token_id
-        config.text_config.pad_token_id = tokenizer.pad_token_id
-        config.text_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         config.validate_vqtoken_settings()
-        model.generation_config.pad_token_id = config.text_config.pad_token_id
-        model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.save_pretrained(output)
     tiny_processor(config, tokenizer).save_pretrained(output)
     return str(output)
@@ -141,8 +136,11 @@ def run_variant(
     concurrency_requests: int,
 ) -> dict:
     """Measures one variant in this process (called in a fresh subprocess by [`main`])."""
+    import torch
     from transformers import AutoProcessor
     from vllm import LLM, SamplingParams
+
+    from .end_to_end import kv_bytes_per_position
 
     budget_blocks = kv_budget_tokens // BLOCK_SIZE
     start = time.perf_counter()
@@ -163,13 +161,7 @@ def run_variant(
     startup_seconds = time.perf_counter() - start
     hf_config = llm.llm_engine.model_config.hf_config
     text_config = hf_config.text_config
-    kv_bytes_per_token = (
-        2
-        * text_config.num_hidden_layers
-        * text_config.num_key_value_heads
-        * (text_config.hidden_size // text_config.num_attention_heads)
-        * 4
-    )
+    kv_bytes_per_token = kv_bytes_per_position(text_config, torch.float32)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
     prompt = AutoProcessor.from_pretrained(folder).apply_chat_template(messages, add_generation_prompt=True)
     params = SamplingParams(max_tokens=max_tokens, min_tokens=max_tokens, temperature=0.0)

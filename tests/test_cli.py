@@ -270,3 +270,23 @@ def test_train_refuses_a_configuration_that_trains_nothing_in_one_line(tmp_path)
         "vqtoken: error: No part of train.parts runs in this configuration: nothing would train."
     )
     assert "Traceback" not in result.stderr
+
+
+def test_visualize_a_model_in_mode_off_is_one_error_line(clip_file, tmp_path, capsys):
+    from vqtoken.loading import load_model_and_processor
+    from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
+    from vqtoken.modeling.vqtoken_inference import decode_videos
+    from vqtoken.visualize import cluster_video
+
+    model, processor = load_model_and_processor(None, vqtoken_mode="off")
+    with pytest.raises(VQTokenSettingError, match="'off' does not cluster"):
+        cluster_video(model, processor, decode_videos([str(clip_file)], 4)[0])
+    folder = tmp_path / "mode-off"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    out = tmp_path / "clusters.png"
+    assert vqtoken_main(["visualize", str(clip_file), "--out", str(out), "--model", str(folder), "--quiet"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "vqtoken: error: `vqtoken_mode` 'off' does not cluster: use 'centroids' or 'attention' to see the clusters."
+    )
+    assert not out.exists()

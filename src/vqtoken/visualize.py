@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .files import write_atomically
+from .modeling.configuration_vqtoken_llava_onevision import VQTokenSettingError
 from .modeling.video_io import DecodedVideo
 from .modeling.vqtoken_inference import video_pixels
 
@@ -56,7 +57,9 @@ class ClusterMap:
 def cluster_video(model, processor, video: DecodedVideo) -> ClusterMap:
     """Runs the vision tower, projector and clustering of `model` on one decoded video and returns its index map."""
     if model.config.vqtoken_mode == "off":
-        raise ValueError("vqtoken_mode 'off' does not cluster: use 'centroids' or 'attention' to see the clusters.")
+        raise VQTokenSettingError(
+            "`vqtoken_mode` 'off' does not cluster: use 'centroids' or 'attention' to see the clusters."
+        )
     frame_features = model.model.get_frame_features(video_pixels(model, processor, video.frames))
     outputs = model.model.quantize_frame_features(frame_features)
     index_map = outputs.index_maps[0].cpu().numpy()

@@ -31,10 +31,6 @@ def run(args) -> int:
         raise UsageError("argument --mode: 'off' does not cluster; use 'centroids' or 'attention'")
     with progress(args, 4, "loading the model") as bar:
         model, processor, label = load_model(args)
-        if model.config.vqtoken_mode == "off":
-            raise CommandError(
-                f"{label} has vqtoken_mode 'off', which does not cluster: pass --mode centroids or --mode attention"
-            )
         bar.update(1)
         bar.set_description("decoding the video")
         decoded = decode_videos([str(video)], args.frames or processor.default_num_frames)[0]

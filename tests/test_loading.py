@@ -191,3 +191,24 @@ def test_the_model_folder_sets_the_frame_count(build_model, tmp_path):
         ask_video(loaded, loaded_processor, random_clip(1, num_frames=12), "what ?", max_new_tokens=1).num_frames == 6
     )
     assert load_model_and_processor(None)[1].default_num_frames == 8  # the built-in default was trained on 8
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["./no/such/folder", "no/such/folder", "~/no-such-folder", "/no/such/folder"],
+)
+def test_a_missing_local_folder_is_named_not_looked_up_on_the_hub(name):
+    from vqtoken.loading import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=f"^model folder not found: {name}$"):
+        load_model_and_processor(name)
+
+
+def test_local_paths_are_told_from_hub_ids(tmp_path):
+    from vqtoken.files import looks_like_local_path
+
+    (tmp_path / "org").mkdir()
+    assert not looks_like_local_path("lmms-lab/llava-onevision-qwen2-0.5b-ov")
+    assert not looks_like_local_path("gpt2")
+    for local in ("./model", "../model", "/abs/model", "~/model", "a/b/c", "C:\\models\\vqtoken", str(tmp_path)):
+        assert looks_like_local_path(local), local

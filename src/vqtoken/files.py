@@ -1,4 +1,4 @@
-"""File helpers shared by the package: atomic writes and streamed sha256."""
+"""File helpers shared by the package: atomic writes, streamed sha256, local paths told from Hub ids."""
 
 import errno
 import os
@@ -66,3 +66,14 @@ def _umask() -> int:
 def _remove(temporary: str | None):
     if temporary is not None:
         Path(temporary).unlink(missing_ok=True)
+
+
+def looks_like_local_path(name_or_path: str) -> bool:
+    """Whether `name_or_path` names a local file or folder rather than a Hub id (`org/name`): it exists, starts with
+    `.`, `/` or `~`, holds a backslash, or has more than one `/`."""
+    return (
+        Path(name_or_path).expanduser().exists()
+        or name_or_path.startswith((".", "/", "~"))
+        or "\\" in name_or_path
+        or name_or_path.count("/") > 1
+    )

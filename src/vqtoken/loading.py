@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .files import looks_like_local_path
+
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ def load_model_and_processor(
         name_or_path = default_model_dir()
         if not (name_or_path / "model.safetensors").is_file():
             raise FileNotFoundError(f"The built-in default model is missing from {name_or_path}; reinstall vqtoken.")
+    elif looks_like_local_path(str(name_or_path)) and not Path(name_or_path).expanduser().is_dir():
+        raise ModelLoadError(f"model folder not found: {name_or_path}")
     source_config = _read(name_or_path, "its configuration", lambda: AutoConfig.from_pretrained(name_or_path))
     if isinstance(source_config, VQTokenLlavaOnevisionConfig):
         config = source_config.with_vqtoken_settings(**vqtoken_settings)

@@ -3,6 +3,8 @@
 
 import yaml
 
+from .files import looks_like_local_path
+
 
 UPSTREAM_CODE = "https://github.com/Hai-chao-Zhang/VQToken"
 UPSTREAM_WEIGHTS = "haichaozhang/VQ-Token-llava-ov-0.5b"
@@ -42,7 +44,7 @@ def model_card(
         base_model: defaults to `source` when it is a Hub id, else the released checkpoint's id.
         datasets: Hub datasets for the metadata; defaults to the benchmark whose numbers are quoted (NExT-QA).
     """
-    is_hub_id = "/" in source and not source.startswith((".", "/", "~")) and source.count("/") == 1
+    is_hub_id = "/" in source and not looks_like_local_path(source)
     metadata = {
         "pipeline_tag": "video-text-to-text",
         "library_name": "transformers",

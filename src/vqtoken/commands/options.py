@@ -139,8 +139,6 @@ def load_model(args):
     except ValueError as error:
         raise UsageError(f"argument --device: {error}") from None
     overrides = vqtoken_overrides(args)
-    if args.model is not None and looks_like_path(args.model) and not Path(args.model).is_dir():
-        raise CommandError(f"model folder not found: {args.model}")
     try:
         model, processor = load_model_and_processor(args.model, device=device, dtype=args.dtype, **overrides)
     except VQTokenSettingError as error:
@@ -172,7 +170,3 @@ def progress(args, total: int | None, description: str, unit: str = "it"):
     return tqdm(
         total=total, desc=description, unit=unit, file=sys.stderr, disable=not shows_progress(args), leave=False
     )
-
-
-def looks_like_path(text: str) -> bool:
-    return Path(text).exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1

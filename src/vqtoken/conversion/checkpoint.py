@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import looks_like_local_path
 from .report import ConversionError
 
 
@@ -26,7 +27,7 @@ def resolve_folder(
         return path
     if path.exists():
         raise ConversionError(f"{name_or_path!r} is a file; expected a folder or a Hub id.")
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+    if looks_like_local_path(name_or_path):
         raise ConversionError(f"Folder {name_or_path!r} does not exist (and it is not a Hub id).")
     from huggingface_hub import snapshot_download
 

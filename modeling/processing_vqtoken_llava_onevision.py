@@ -19,6 +19,24 @@ def quantized_video_tokens(mode: str, num_frames: int, num_clusters: int) -> int
     raise ValueError(f"vqtoken_mode={mode!r} does not quantize videos.")
 
 
+# what a stock `LlavaOnevisionProcessor` is made of, passed as they are between it and ours
+ONEVISION_PROCESSOR_ARGUMENTS = (
+    "image_processor",
+    "tokenizer",
+    "video_processor",
+    "chat_template",
+    "num_image_tokens",
+    "vision_feature_select_strategy",
+    "image_token",
+    "video_token",
+    "vision_aspect_ratio",
+)
+
+
+def _onevision_arguments(processor) -> dict:
+    return {name: getattr(processor, name) for name in ONEVISION_PROCESSOR_ARGUMENTS}
+
+
 class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
     r"""
     Tokenizer, image processor and video processor of LLaVA-OneVision. Each `<video>` of a prompt is expanded to the
@@ -87,38 +105,16 @@ class VQTokenLlavaOnevisionProcessor(LlavaOnevisionProcessor):
         `LlavaOnevisionProcessor`; `overrides` replace any of its other settings (e.g. `num_image_tokens`). The VQ
         settings default to the configuration's defaults.
         """
-        settings = {
-            "num_image_tokens": processor.num_image_tokens,
-            "vision_feature_select_strategy": processor.vision_feature_select_strategy,
-            "image_token": processor.image_token,
-            "video_token": processor.video_token,
-            "vision_aspect_ratio": processor.vision_aspect_ratio,
-            **overrides,
-        }
         return cls(
-            image_processor=processor.image_processor,
-            tokenizer=processor.tokenizer,
-            video_processor=processor.video_processor,
-            chat_template=processor.chat_template,
             vqtoken_mode=vqtoken_mode,
             vqtoken_max_clusters=vqtoken_max_clusters,
-            **settings,
+            **{**_onevision_arguments(processor), **overrides},
         )
 
     def to_onevision_processor(self):
         """The stock `LlavaOnevisionProcessor` with this processor's tokenizer, chat template, image and video
         processors and settings (its video placeholder counts are stock's)."""
-        return LlavaOnevisionProcessor(
-            image_processor=self.image_processor,
-            tokenizer=self.tokenizer,
-            video_processor=self.video_processor,
-            num_image_tokens=self.num_image_tokens,
-            vision_feature_select_strategy=self.vision_feature_select_strategy,
-            chat_template=self.chat_template,
-            image_token=self.image_token,
-            video_token=self.video_token,
-            vision_aspect_ratio=self.vision_aspect_ratio,
-        )
+        return LlavaOnevisionProcessor(**_onevision_arguments(self))
 
     @property
     def default_num_frames(self) -> int:

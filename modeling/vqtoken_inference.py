@@ -162,6 +162,27 @@ def video_pixels(model, processor, frames) -> torch.Tensor:
     return pixels["pixel_values_videos"].to(model.device, model.dtype)
 
 
+def model_inputs(model, processor, texts: list[str], images: list | None = None, videos: list | None = None):
+    """
+    The processor's tensors for `texts` (left-padded) and their images and videos (frame arrays `(T, H, W, 3)`), on
+    the model's device, pixel values in the model's dtype.
+    """
+    layout = {"input_data_format": FRAME_LAYOUT} if videos else {}  # frames 1 to 3 pixels high would read as (3, H, W)
+    inputs = processor(
+        text=list(texts),
+        images=images or None,
+        videos=videos or None,
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+        **layout,
+    ).to(model.device)
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs:
+            inputs[key] = inputs[key].to(model.dtype)
+    return inputs
+
+
 def video_prompt(processor, question: str) -> str:
     """The chat prompt of one question about one video, with the generation prompt appended."""
     if not isinstance(question, str):
@@ -260,15 +281,8 @@ def answer_prompts(
     if len(frame_counts) > 1:
         raise ValueError(f"The videos of one batch must have the same number of frames, got {sorted(frame_counts)}.")
     with timer.stage("preprocess"):
-        inputs = processor(
-            text=list(prompts),
-            videos=[video.frames for video in videos],
-            input_data_format=FRAME_LAYOUT,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-        ).to(model.device)
-        pixel_values_videos = inputs.pop("pixel_values_videos").to(model.dtype)
+        inputs = model_inputs(model, processor, prompts, videos=[video.frames for video in videos])
+        pixel_values_videos = inputs.pop("pixel_values_videos")
     encoded = encode_for_generation(model, pixel_values_videos, timer, video_tokens)
     answers = timed_generate(
         model,
@@ -466,6 +480,7 @@ __all__ = [
     "check_context",
     "decode_videos",
     "encoded_batch",
+    "model_inputs",
     "encode_for_generation",
     "encoded_video",
     "stock_video_tokens",

@@ -40,7 +40,6 @@ from transformers import GenerationConfig
 from vqtoken.loading import load_model_and_processor
 from vqtoken.modeling.configuration_vqtoken_llava_onevision import VQTokenLlavaOnevisionConfig
 from vqtoken.modeling.video_io import (
-    FRAME_LAYOUT,
     DecodedVideo,
     VideoDecodeError,
     decode_concurrently,
@@ -50,6 +49,7 @@ from vqtoken.modeling.video_io import (
 from vqtoken.modeling.vqtoken_inference import (
     answer_prompts,
     encode_for_generation,
+    model_inputs,
     stock_video_tokens,
     timed_generate,
 )
@@ -405,7 +405,12 @@ class VQTokenSimple(lmms):
         return results
 
     def _answer_images_or_text(self, prompts: list[Prompt], max_new_tokens: int, generate_kwargs: dict):
-        inputs = self._encode([prompt.text for prompt in prompts], [image for p in prompts for image in p.images])
+        inputs = model_inputs(
+            self.model,
+            self.processor,
+            [prompt.text for prompt in prompts],
+            [image for p in prompts for image in p.images],
+        )
         image_tokens = (inputs["input_ids"] == self.model.config.image_token_id).sum(dim=1).tolist()
         answers = timed_generate(self.model, self.processor, inputs, {}, max_new_tokens, **generate_kwargs)
         modality = prompts[0].modality
@@ -413,23 +418,6 @@ class VQTokenSimple(lmms):
             (answer, VisualTokenCounts(modality=modality, visual_tokens=count, visual_tokens_stock=count))
             for answer, count in zip(answers, image_tokens)
         ]
-
-    def _encode(self, texts: list[str], images: list | None = None, videos: list | None = None) -> dict:
-        """The processor's tensors for `texts` (left-padded) on the model's device, pixel values in its dtype."""
-        layout = {"input_data_format": FRAME_LAYOUT} if videos else {}  # frame arrays are (T, H, W, 3)
-        inputs = self.processor(
-            text=texts,
-            images=images or None,
-            videos=videos or None,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-            **layout,
-        ).to(self.model.device)
-        for key in ("pixel_values", "pixel_values_videos"):
-            if key in inputs:
-                inputs[key] = inputs[key].to(self.model.dtype)
-        return inputs
 
     def _record(self, task: str, counts: VisualTokenCounts):
         if counts.modality == "video" and counts.error is None:
@@ -575,7 +563,7 @@ class VQTokenSimple(lmms):
         tokenizer = self.processor.tokenizer
         scored_length = len(tokenizer(text).input_ids) - len(tokenizer(prompt.text).input_ids)
         frames = [video.frames(prompt.video, self.max_frames_num)] if prompt.video is not None else None
-        inputs = self._encode([text], prompt.images, frames)
+        inputs = model_inputs(self.model, self.processor, [text], prompt.images, frames)
         input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
         config = self.model.config
         counts = VisualTokenCounts(modality=prompt.modality)
@@ -618,7 +606,7 @@ class VideoCache:
     def encoding(self, model, pixel_values_videos: torch.Tensor):
         """The tokens the language model reads for the current video (`encode_for_generation` of its pixel values)."""
         if self.encoded is None:
-            self.encoded = encode_for_generation(model, pixel_values_videos.to(model.dtype))
+            self.encoded = encode_for_generation(model, pixel_values_videos)
         return self.encoded
 
 

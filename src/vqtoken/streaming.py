@@ -266,15 +266,16 @@ class VideoStream:
         """
         if self.closed:
             raise StreamError("The stream is closed: it takes no more frames.")
-        self._check_same_video(source, fps)
         # the bytes read now are a prefix of what the index pass reads next (a growing file only grows)
-        prefix = _file_prefix_digest(source, None) if _is_file(source) else (None, None)
+        read_before = self.video.num_bytes if self.video is not None else None
+        num_bytes, start_sha256, sha256 = _file_digests(source, read_before) if _is_file(source) else (None,) * 3
+        self._check_same_video(source, fps, start_sha256)
         windows = read_windows(
             source, fps=fps, window=window, after_index=self.video.last_index if self.video is not None else -1
         )
         if self.video is None:
             self.video = _VideoSource(source_name(source), float(fps), -1)
-        self.video.num_bytes, self.video.sha256 = prefix
+        self.video.num_bytes, self.video.sha256 = num_bytes, sha256
         return windows
 
     def add_window(self, window: DecodedVideo) -> int:
@@ -285,17 +286,16 @@ class VideoStream:
         self.video.last_index = window.indices[-1]
         return self.num_frames
 
-    def _check_same_video(self, source, fps: float):
-        """Raises [`StreamError`] unless `source` is the video this stream reads (or it reads none yet)."""
+    def _check_same_video(self, source, fps: float, start_sha256: str | None):
+        """Raises [`StreamError`] unless `source` is the video this stream reads (or it reads none yet);
+        `start_sha256`: the sha256 of as many of its bytes as the stream read before."""
         name = source_name(source)
         if self.video is not None:
             if self.video.fps != float(fps):
                 raise StreamError(f"The stream samples {self.video.name} at {self.video.fps} frames/s, not {fps}.")
             if self.video.name != name:
                 raise StreamError(f"The stream reads {self.video.name}: start a new stream for {name}.")
-            if self.video.num_bytes is not None and _file_prefix_digest(source, self.video.num_bytes)[1] != (
-                self.video.sha256
-            ):
+            if self.video.num_bytes is not None and start_sha256 != self.video.sha256:
                 raise StreamError(
                     f"{name} no longer starts with the {self.video.num_bytes} bytes this stream read: it is another "
                     "video now."
@@ -483,20 +483,30 @@ def _is_file(source) -> bool:
     return isinstance(source, (str, os.PathLike)) or (hasattr(source, "read") and hasattr(source, "seek"))
 
 
-def _file_prefix_digest(source, num_bytes: int | None) -> tuple[int, str]:
-    """`(n, sha256 of the first n bytes)` of a file or seekable file object, `n = num_bytes` or its whole length."""
+def _file_digests(source, start_bytes: int | None) -> tuple[int, str | None, str]:
+    """
+    `(length, sha256 of the first start_bytes bytes, sha256 of the whole)` of a file or seekable file object, read
+    once; the first hash is `None` without `start_bytes`.
+    """
     digest = hashlib.sha256()
+
+    def read(stream) -> tuple[int, str | None, str]:
+        start_sha256 = None
+        if start_bytes is not None:
+            hash_stream(digest, stream, start_bytes)
+            start_sha256 = digest.hexdigest()  # the digest goes on with the rest
+        hash_stream(digest, stream, None)
+        return stream.tell(), start_sha256, digest.hexdigest()
+
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
-            hash_stream(digest, stream, num_bytes)
-            length = stream.tell()
-    else:
-        position = source.tell()
-        source.seek(0)
-        hash_stream(digest, source, num_bytes)
-        length = source.tell()
+            return read(stream)
+    position = source.tell()
+    source.seek(0)
+    try:
+        return read(source)
+    finally:
         source.seek(position)
-    return length, digest.hexdigest()
 
 
 __all__ = ["CHECKPOINT_CHUNKS", "STREAM_SAMPLING", "StreamError", "StreamSnapshot", "VideoStream", "encode_stream"]

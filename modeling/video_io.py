@@ -723,36 +723,33 @@ def _container_frames(container, fps: float, after_index: int) -> Iterator[tuple
 
 def read_windows(
     source: str | os.PathLike | BinaryIO,
-    fps: float | None = None,
-    num_frames: int | None = None,
+    fps: float,
     *,
     window: int = DEFAULT_NUM_FRAMES,
     after_index: int = -1,
-    min_frames: int | None = None,
 ) -> FrameWindows:
-    """Sample a video like [`load_video`], but decode it `window` frames at a time, so
-    that memory holds one window whatever the length of the video.
+    """Sample a video like [`load_video`] with `fps`, but decode it `window` frames at a
+    time, so that memory holds one window whatever the length of the video.
 
     Args:
         source: a path or binary file object (sampled exactly as [`load_video`] samples
             it: same frames, same times), or an open PyAV input container, e.g. a live
-            source, read once from where it is (`fps` only; frames are sampled as they
-            arrive).
-        fps, num_frames: the sampling policy, as in [`load_video`].
+            source, read once from where it is (frames are sampled as they arrive).
+        fps: one frame per `1/fps` seconds of presentation time (the rule of [`load_video`];
+            a number of frames spread over the whole video would change as a file grows).
         window: frames per yielded [`DecodedVideo`].
         after_index: only frames whose source index is larger are yielded: pass the last
             index already taken to go on with a file that has grown, or after a pause.
-        min_frames: as in [`load_video`], checked when the iteration ends.
 
     Returns:
         [`FrameWindows`]; the file's index pass has run, no frame is decoded yet.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
+    if fps is None:
+        raise ValueError("read_windows samples with fps (frames per second of video time), got None")
+    _check_policy(None, fps)
     if av is not None and isinstance(source, av.container.InputContainer):
-        if fps is None or num_frames is not None:
-            raise ValueError("an open container is read once as it plays: sample it with fps, not num_frames")
-        _check_policy(None, fps)
         stream = _video_stream(source, source_name(source))
         return FrameWindows(
             source_name(source),
@@ -764,8 +761,7 @@ def read_windows(
             window,
             lambda recovered: None,
         )
-    num_frames = _check_policy(num_frames, fps)
-    plan = _plan_file(source, num_frames, fps)
+    plan = _plan_file(source, None, fps)
     plan.wanted = [index for index in plan.wanted if index > after_index]
     errors: list[str] = []
     return FrameWindows(
@@ -776,7 +772,7 @@ def read_windows(
         plan.total,
         _decode_planned(plan, errors),
         window,
-        lambda recovered: _check_recovered(plan, recovered, errors, min_frames),
+        lambda recovered: _check_recovered(plan, recovered, errors, None),
     )
 
 

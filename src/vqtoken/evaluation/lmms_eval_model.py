@@ -55,6 +55,7 @@ from vqtoken.modeling.vqtoken_inference import (
 )
 
 from .lmms_eval_plugin import MODEL_ID
+from .token_density import video_statistics
 
 
 MODEL_ARGS = ("pretrained", "device", "dtype", "batch_size", "max_frames_num", "attn_implementation")
@@ -249,7 +250,7 @@ class VQTokenSimple(lmms):
             **settings,
         )
         self.max_frames_num = max_frames_num or self.processor.default_num_frames
-        self._video_totals = defaultdict(lambda: [0, 0, 0])  # task -> [videos, visual tokens, stock visual tokens]
+        self._video_records = defaultdict(list)  # task -> token counts of its decoded videos, as logged
         self._failed = []  # (label, video, message) of the videos that could not be decoded
         config = self.model.config
         if config.vqtoken_selection_method == "fixed":
@@ -421,16 +422,15 @@ class VQTokenSimple(lmms):
 
     def _record(self, task: str, counts: VisualTokenCounts):
         if counts.modality == "video" and counts.error is None:
-            totals = self._video_totals[task]
-            totals[0] += 1
-            totals[1] += counts.visual_tokens
-            totals[2] += counts.visual_tokens_stock
+            self._video_records[task].append(counts.to_dict())
 
     def _log_totals(self):
-        for task, (videos, tokens, stock) in sorted(self._video_totals.items()):
+        for task, records in sorted(self._video_records.items()):
+            statistics = video_statistics(records)
             eval_logger.info(
-                f"{MODEL_ID}: {task}: {videos} videos, mean visual tokens per video {tokens / videos:.2f} "
-                f"(stock LLaVA-OneVision {stock / videos:.1f})"
+                f"{MODEL_ID}: {task}: {statistics['videos']} videos, mean visual tokens per video "
+                f"{statistics['mean_visual_tokens']:.2f} "
+                f"(stock LLaVA-OneVision {statistics['mean_visual_tokens_stock']:.1f})"
             )
         if self._failed:
             eval_logger.error(

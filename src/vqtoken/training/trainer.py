@@ -291,10 +291,10 @@ def train(config: TrainingConfig) -> TrainResult:
     result = TrainResult(output_dir=str(output_dir))
     window = {"samples": 0, "start": time.perf_counter(), "visual": 0.0}
 
+    accumulation = config.train.gradient_accumulation_steps
     while step < run.max_steps:
         epoch, within = divmod(step, run.steps_per_epoch)
         run.sampler.set_epoch(epoch)
-        accumulation = config.train.gradient_accumulation_steps
         loader = (
             accelerator.skip_first_batches(run.train_loader, within * accumulation) if within else run.train_loader
         )
@@ -340,7 +340,7 @@ def train(config: TrainingConfig) -> TrainResult:
 
 def _prepare(config: TrainingConfig, accelerator) -> _Run:
     """Loads the model (LoRA, trainable parts, checkpointing), the data, the optimizer and schedule; wraps them."""
-    from transformers import get_cosine_schedule_with_warmup, get_scheduler
+    from transformers import get_scheduler
 
     model, processor = load_starting_model(config.model)
     peft_model = None
@@ -398,12 +398,9 @@ def _prepare(config: TrainingConfig, accelerator) -> _Run:
         )
     max_steps = config.train.max_steps or math.ceil(config.train.num_epochs * steps_per_epoch)
     warmup = config.train.warmup_steps or int(config.train.warmup_ratio * max_steps)
-    if config.train.lr_scheduler == "cosine":
-        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
-    else:
-        scheduler = get_scheduler(
-            config.train.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps
-        )
+    scheduler = get_scheduler(
+        config.train.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps
+    )
     accelerator.register_for_checkpointing(scheduler)
     return _Run(
         module=module,
